@@ -1,0 +1,135 @@
+"""Choosing a crawler for each source, running them all, and collecting what failed.
+
+The crawler table is a plain dict from kind to (matches, crawl) in priority order: the
+first kind whose predicate accepts a source crawls it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel
+
+from twin_lib.crawl.articles import crawl_url
+from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
+from twin_lib.crawl.errors import CrawlError
+from twin_lib.crawl.fetcher import PoliteFetcher
+from twin_lib.crawl.folders import crawl_folder
+from twin_lib.crawl.git_repos import crawl_repository, is_git_source
+from twin_lib.crawl.linkedin import crawl_linkedin_export, is_linkedin_export
+from twin_lib.domain import Category, RawDocument
+from twin_lib.features.config import CrawlSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Source(BaseModel):
+    """A link or path to crawl, optionally forcing the category of what it yields."""
+
+    url: str
+    category: Category | None = None
+
+
+@dataclass(frozen=True)
+class CrawlerSpec:
+    matches: Callable[[str], bool]
+    crawl: Callable[[str, CrawlContext], CrawlOutcome]
+
+
+def _is_local_folder(source: str) -> bool:
+    return Path(source).expanduser().is_dir()
+
+
+def _is_web_url(source: str) -> bool:
+    return urlsplit(source).scheme in ("http", "https")
+
+
+CRAWLERS: dict[str, CrawlerSpec] = {
+    "linkedin-export": CrawlerSpec(is_linkedin_export, crawl_linkedin_export),
+    "git": CrawlerSpec(is_git_source, crawl_repository),
+    "folder": CrawlerSpec(_is_local_folder, crawl_folder),
+    "web": CrawlerSpec(_is_web_url, crawl_url),
+}
+
+
+def crawler_kind(source: str) -> str:
+    """Name of the crawler that handles a source; a clear error when none does."""
+    for kind, spec in CRAWLERS.items():
+        if spec.matches(source):
+            return kind
+    raise CrawlError(
+        source,
+        "no crawler for this source; pass an http(s) URL, a git URL, a local folder or a "
+        "LinkedIn export archive",
+    )
+
+
+@dataclass
+class CrawlReport:
+    """All documents of a run, which origins were crawled, and every failure with its reason.
+
+    ``crawled_origins`` lists sources that were reached; only for those may documents that
+    disappeared be treated as removed (a source that was down must not erase its documents).
+    """
+
+    documents: list[RawDocument] = field(default_factory=list)
+    crawled_origins: list[str] = field(default_factory=list)
+    failures: list[CrawlFailure] = field(default_factory=list)
+
+
+def crawl_sources(
+    sources: Sequence[Source],
+    *,
+    author: str,
+    settings: CrawlSettings,
+    transport: httpx.BaseTransport | None = None,
+    crawled_at: datetime | None = None,
+) -> CrawlReport:
+    """Crawl every source; one failing source is recorded and does not stop the others."""
+    if not author.strip():
+        raise ValueError("author is empty; pass the name of the person whose writing this is")
+    report = CrawlReport()
+    started = crawled_at or datetime.now(UTC)
+    with PoliteFetcher(settings, transport=transport) as fetcher:
+        for position, source in enumerate(sources, start=1):
+            context = CrawlContext(
+                author=author,
+                crawled_at=started,
+                settings=settings,
+                fetcher=fetcher,
+                category=source.category,
+            )
+            try:
+                kind = crawler_kind(source.url)
+                outcome = CRAWLERS[kind].crawl(source.url, context)
+            except CrawlError as exc:
+                logger.warning(
+                    "[%d/%d] %s failed: %s", position, len(sources), source.url, exc.reason
+                )
+                report.failures.append(CrawlFailure(source.url, exc.source, exc.reason))
+                continue
+            report.documents.extend(outcome.documents)
+            report.failures.extend(outcome.failures)
+            report.crawled_origins.append(source.url)
+            logger.info(
+                "[%d/%d] %s (%s): %d documents",
+                position,
+                len(sources),
+                source.url,
+                kind,
+                len(outcome.documents),
+            )
+    logger.info(
+        "crawl done: %d documents from %d/%d sources, %d failures",
+        len(report.documents),
+        len(report.crawled_origins),
+        len(sources),
+        len(report.failures),
+    )
+    return report

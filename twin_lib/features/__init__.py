@@ -1,0 +1,1 @@
+"""Cleaning, chunking and embedding documents, and syncing them into the feature store."""

@@ -1,0 +1,1 @@
+"""Great Expectations suites, quarantine of failing records, and the validation report."""
