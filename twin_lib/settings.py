@@ -60,6 +60,10 @@ class WeaviateSettings(BaseModel):
     def grpc_endpoint(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
 
+    @property
+    def endpoint_label(self) -> str:
+        return f"{self.url} (gRPC {self.grpc_endpoint})"
+
 
 class ArgillaSettings(BaseModel):
     """The human-review server where generated samples are labelled."""
@@ -101,8 +105,9 @@ class StackSettings(BaseModel):
     minio_console_port: int = 9001
     weaviate_gossip_port: int = 7946
     weaviate_data_port: int = 7947
-    weaviate_raft_port: int = 8300
-    weaviate_raft_rpc_port: int = 8301
+    weaviate_raft_port: int = Field(
+        default=8300, description="Raft consensus port; its internal RPC listener uses the next one"
+    )
     start_timeout_s: float = 90.0
     stop_timeout_s: float = 20.0
 

@@ -1,0 +1,3 @@
+from twin_lib.cli import app
+
+app(prog_name="twin")

@@ -1,0 +1,17 @@
+"""The ``twin`` command line: one sub-app per area, all sharing one settings object."""
+
+from __future__ import annotations
+
+import typer
+
+from twin_lib.cli import stack
+from twin_lib.cli.context import main_callback
+
+app = typer.Typer(
+    name="twin",
+    help="Build, run and serve an LLM twin on Kubeflow, locally or on a cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.callback()(main_callback)
+app.add_typer(stack.app, name="stack")

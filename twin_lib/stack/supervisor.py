@@ -1,0 +1,276 @@
+"""Start, watch and stop the local stack's server processes.
+
+Each server runs detached in its own session with its output in a log file, and a PID file
+that records the process's start time: a stale PID that the OS has since reused for another
+program is never mistaken for ours, and processes are only ever signalled by that PID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+from pydantic import BaseModel
+
+from twin_lib.settings import TwinSettings
+from twin_lib.stack.binaries import (
+    StackError,
+    binary_specs,
+    build_record,
+    resolve_binary,
+)
+from twin_lib.stack.services import ServicePlan, minio_plan, weaviate_plan
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("minio", "weaviate")
+_PLANNERS = {"minio": minio_plan, "weaviate": weaviate_plan}
+
+
+class PidRecord(BaseModel):
+    pid: int
+    create_time: float
+    started: datetime
+    binary: Path
+    endpoint: str
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    running: bool
+    version: str | None = None
+    endpoint: str
+    pid: int | None = None
+    uptime_s: float | None = None
+    data_bytes: int
+    log_file: Path
+
+
+class LocalStack:
+    """The local MinIO + Weaviate pair described by one ``TwinSettings``."""
+
+    def __init__(self, settings: TwinSettings) -> None:
+        self.settings = settings
+        self.state_dir = settings.stack.state_dir
+
+    def _pid_file(self, name: str) -> Path:
+        return self.state_dir / "run" / f"{name}.json"
+
+    def log_file(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def plan(self, name: str, *, allow_build: bool = True) -> ServicePlan:
+        spec = binary_specs(self.settings.stack)[name]
+        explicit = getattr(self.settings.stack, f"{name}_binary")
+        binary = resolve_binary(
+            spec, explicit, self.settings.stack.cache_dir, allow_build=allow_build
+        )
+        return _PLANNERS[name](self.settings, binary)
+
+    def install(self) -> dict[str, Path]:
+        """Make sure both binaries exist (building them if needed), start nothing."""
+        return {name: self.plan(name).binary for name in SERVICES}
+
+    def running(self, name: str) -> PidRecord | None:
+        """The PID record if its process is alive and is the one we started."""
+        path = self._pid_file(name)
+        if not path.exists():
+            return None
+        record = PidRecord.model_validate_json(path.read_text())
+        try:
+            process = psutil.Process(record.pid)
+            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+            if alive and abs(process.create_time() - record.create_time) < 1.0:
+                return record
+        except psutil.NoSuchProcess:
+            pass
+        path.unlink(missing_ok=True)
+        return None
+
+    def up(self) -> list[ServiceStatus]:
+        """Start whatever is not running and wait until every service is ready.
+
+        If one service fails to start, the ones started by this call are stopped again so
+        a failed ``up`` leaves the machine as it found it.
+        """
+        plans = {name: self.plan(name) for name in SERVICES if not self.running(name)}
+        started: list[str] = []
+        try:
+            for name, plan in plans.items():
+                self._start(plan)
+                started.append(name)
+            for name in started:
+                self._wait_ready(plans[name])
+        except BaseException:
+            for name in started:
+                self._stop(name)
+            raise
+        return self.status()
+
+    def _start(self, plan: ServicePlan) -> None:
+        busy = [f"{label} {port}" for label, port in plan.ports.items() if not _port_free(port)]
+        if busy:
+            raise StackError(
+                f"cannot start {plan.name}: port(s) {', '.join(busy)} already in use on "
+                f"127.0.0.1. Stop what holds them, or choose other ports in the settings "
+                f"(e.g. TWIN_WEAVIATE__HTTP_PORT, TWIN_MINIO__ENDPOINT, TWIN_STACK__*_PORT)"
+            )
+        plan.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_file(plan.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._pid_file(plan.name).parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_out:
+            log_out.write(f"\n=== {datetime.now(UTC).isoformat()} starting {plan.name}\n".encode())
+            log_out.flush()
+            process = subprocess.Popen(
+                [str(plan.binary), *plan.args],
+                env={**os.environ, **plan.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log_out,
+                stderr=subprocess.STDOUT,
+                cwd=plan.data_dir,
+                start_new_session=True,
+            )
+        record = PidRecord(
+            pid=process.pid,
+            create_time=psutil.Process(process.pid).create_time(),
+            started=datetime.now(UTC),
+            binary=plan.binary,
+            endpoint=plan.endpoint,
+        )
+        self._pid_file(plan.name).write_text(record.model_dump_json(indent=2))
+        log.info(
+            "started", extra={"service": plan.name, "pid": process.pid, "endpoint": plan.endpoint}
+        )
+
+    def _wait_ready(self, plan: ServicePlan) -> None:
+        deadline = time.monotonic() + self.settings.stack.start_timeout_s
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.running(plan.name) is None:
+                raise StackError(
+                    f"{plan.name} exited during start-up; last log lines:\n"
+                    f"{self.tail(plan.name, 20)}\nFull log: {self.log_file(plan.name)}"
+                )
+            try:
+                if httpx.get(plan.ready_url, timeout=2.0).status_code == 200:
+                    log.info(
+                        "ready",
+                        extra={
+                            "service": plan.name,
+                            "seconds": round(time.monotonic() - started, 1),
+                        },
+                    )
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise StackError(
+            f"{plan.name} did not become ready at {plan.ready_url} within "
+            f"{self.settings.stack.start_timeout_s:.0f}s; see `twin stack logs {plan.name}`"
+        )
+
+    def down(self) -> list[str]:
+        """Stop every running service; returns the names stopped."""
+        return [name for name in reversed(SERVICES) if self._stop(name)]
+
+    def _stop(self, name: str) -> bool:
+        record = self.running(name)
+        if record is None:
+            return False
+        process = psutil.Process(record.pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.settings.stack.stop_timeout_s)
+        except psutil.TimeoutExpired:
+            log.warning("did not stop in time, killing", extra={"service": name, "pid": record.pid})
+            process.kill()
+            process.wait(timeout=10)
+        self._pid_file(name).unlink(missing_ok=True)
+        log.info("stopped", extra={"service": name, "pid": record.pid})
+        return True
+
+    def status(self) -> list[ServiceStatus]:
+        return [self._status(name) for name in SERVICES]
+
+    def _status(self, name: str) -> ServiceStatus:
+        record = self.running(name)
+        data_dir = self.state_dir / "data" / name
+        planner_endpoint = {
+            "minio": self.settings.minio.url,
+            "weaviate": self.settings.weaviate.endpoint_label,
+        }[name]
+        return ServiceStatus(
+            name=name,
+            running=record is not None,
+            version=self._version(name, record),
+            endpoint=record.endpoint if record else planner_endpoint,
+            pid=record.pid if record else None,
+            uptime_s=(datetime.now(UTC) - record.started).total_seconds() if record else None,
+            data_bytes=_tree_size(data_dir),
+            log_file=self.log_file(name),
+        )
+
+    def _version(self, name: str, record: PidRecord | None) -> str | None:
+        if record is None:
+            return None
+        if name == "weaviate":
+            live = _weaviate_version(self.settings)
+            if live:
+                return live
+        built = build_record(record.binary)
+        return built.get("version")
+
+    def tail(self, name: str, lines: int = 50) -> str:
+        path = self.log_file(name)
+        if not path.exists():
+            return f"(no log yet at {path})"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def follow(self, name: str, poll_s: float = 0.5) -> Iterator[str]:
+        """Yield new log lines as they are written, like ``tail -f``."""
+        path = self.log_file(name)
+        with path.open(errors="replace") as stream:
+            stream.seek(0, os.SEEK_END)
+            while True:
+                line = stream.readline()
+                if line:
+                    yield line.rstrip("\n")
+                else:
+                    time.sleep(poll_s)
+
+
+def _weaviate_version(settings: TwinSettings) -> str | None:
+    key = settings.weaviate.api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+    try:
+        response = httpx.get(f"{settings.weaviate.url}/v1/meta", headers=headers, timeout=2.0)
+        return response.json().get("version") if response.status_code == 200 else None
+    except (httpx.HTTPError, json.JSONDecodeError):
+        return None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tree_size(root: Path) -> int:
+    if not root.exists():
+        return 0
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
