@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from dataclasses import dataclass
 
 import trafilatura
+
+# The HTML standard's encoding prescan: a charset declared in a <meta> tag near the top.
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -16,13 +21,25 @@ class ExtractedText:
     url: str | None
 
 
+def declared_charset(body: bytes) -> str | None:
+    """The charset a page declares in its first kilobyte, if Python knows it."""
+    match = _META_CHARSET.search(body[:1024])
+    if match is None:
+        return None
+    try:
+        return codecs.lookup(match.group(1).decode("ascii")).name
+    except LookupError:
+        return None
+
+
 def decode_html(body: bytes, charset: str | None) -> str:
-    """Trust a declared charset; otherwise let trafilatura sniff meta tags and bytes."""
-    if charset:
-        try:
-            return body.decode(charset, errors="replace")
-        except LookupError:
-            pass
+    """HTTP header charset first, then the page's meta declaration, then byte sniffing."""
+    for candidate in (charset, declared_charset(body)):
+        if candidate:
+            try:
+                return body.decode(candidate, errors="replace")
+            except LookupError:
+                continue
     return trafilatura.utils.decode_file(body)
 
 

@@ -1,0 +1,132 @@
+"""A loopback HTTP server with pages that exercise every way a real site can misbehave."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from twin_lib.features.config import CrawlSettings
+
+PARAGRAPH = (
+    "And God said, Let there be light: and there was light. And God saw the light, that it "
+    "was good: and God divided the light from the darkness. "
+)
+GOOD_ARTICLE = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>On Light | A Blog</title></head><body>
+<nav><a href="/">Home</a> <a href="/about">About</a></nav>
+<article><h1>On Light</h1><p>{PARAGRAPH * 4}</p><p>{PARAGRAPH * 3}</p></article>
+<footer>Copyright nobody. Subscribe to the newsletter.</footer></body></html>"""
+MALFORMED = f"""<html><head><title>Broken markup</title><body><div><p>{PARAGRAPH * 4}
+<p>Unclosed <b>bold and <i>italic {PARAGRAPH * 2}</div></span></html>"""
+LATIN1 = (
+    "<html><head><title>Café résumé</title></head><body><article><h1>Café</h1><p>"
+    + "Le café était très épicé, à la française, naïve et déjà vu. " * 8
+    + "</p></article></body></html>"
+).encode("iso-8859-1")
+LATIN1_META = LATIN1.replace(
+    b"<head>", b'<head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
+)
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
+
+
+def _feed(base: str) -> str:
+    items = "".join(
+        f"<item><title>{name}</title><link>{base}{path}</link></item>"
+        for name, path in [("Light", "/good"), ("Broken", "/missing"), ("Markup", "/malformed")]
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Blog</title><link>{base}/</link>{items}</channel></rss>"
+    )
+
+
+class Handler(BaseHTTPRequestHandler):
+    counters: dict[str, int]
+
+    def log_message(self, *args: object) -> None:
+        """Keep test output clean."""
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.counters[self.path] = self.counters.get(self.path, 0) + 1
+        base = f"http://{self.headers['Host']}"
+        routes = {
+            "/robots.txt": lambda: self._send(
+                200, b"User-agent: *\nDisallow: /private/\n", "text/plain"
+            ),
+            "/good": lambda: self._send(200, GOOD_ARTICLE.encode()),
+            "/malformed": lambda: self._send(200, MALFORMED.encode()),
+            "/latin1": lambda: self._send(200, LATIN1, "text/html; charset=iso-8859-1"),
+            "/latin1-meta": lambda: self._send(200, LATIN1_META, "text/html"),
+            "/binary": lambda: self._send(200, PNG, "text/html"),
+            "/huge": lambda: self._send(200, b"<html><body><p>" + b"x" * 300_000 + b"</p>"),
+            "/loop-a": lambda: self._send(302, b"", headers={"Location": "/loop-b"}),
+            "/loop-b": lambda: self._send(302, b"", headers={"Location": "/loop-a"}),
+            "/moved": lambda: self._send(301, b"", headers={"Location": "/good"}),
+            "/to-metadata": lambda: self._send(
+                302, b"", headers={"Location": "http://169.254.169.254/latest/meta-data/"}
+            ),
+            "/server-error": lambda: self._send(500, b"boom"),
+            "/private/secret": lambda: self._send(200, GOOD_ARTICLE.encode()),
+            "/feed.xml": lambda: self._send(200, _feed(base).encode(), "application/rss+xml"),
+            "/empty": lambda: self._send(200, b"<html><body><nav>menu</nav></body></html>"),
+        }
+        if self.path == "/slow":
+            time.sleep(2.0)
+            self._send(200, GOOD_ARTICLE.encode())
+        elif self.path == "/flaky":
+            if self.counters[self.path] == 1:
+                self._send(503, b"try later")
+            else:
+                self._send(200, GOOD_ARTICLE.encode())
+        elif self.path in routes:
+            routes[self.path]()
+        else:
+            self._send(404, b"not found")
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[str, dict[str, int]]]:
+    """Base URL of a fresh loopback site and its per-path request counters."""
+    counters: dict[str, int] = {}
+    handler = type("SiteHandler", (Handler,), {"counters": counters})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", counters
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def crawl_settings() -> CrawlSettings:
+    """Loopback is private, so tests must allow it explicitly; everything else stays strict."""
+    return CrawlSettings(
+        allow_private_addresses=True,
+        rate_limit_per_host_s=0.0,
+        retry_backoff_s=0.01,
+        read_timeout_s=0.5,
+        connect_timeout_s=0.5,
+        max_response_bytes=100_000,
+        max_redirects=3,
+    )
