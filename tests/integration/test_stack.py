@@ -8,9 +8,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import local_settings
 from twin_lib.settings import TwinSettings
 from twin_lib.stack import LocalStack, StackError
+from twin_lib.stack.isolated import isolated_settings
 from twin_lib.stack.supervisor import PidRecord
 from twin_lib.storage import ObjectStore, ServiceUnavailableError, VectorRecord, VectorStore
 from twin_lib.storage.vector_store import chunk_collection_schema
@@ -69,7 +69,7 @@ def test_data_survives_a_restart(stack_settings: TwinSettings, unique_name: str)
 
 
 def test_unreachable_services_give_one_clear_error(tmp_path: Path):
-    settings = local_settings(tmp_path)
+    settings = isolated_settings(tmp_path)
     with pytest.raises(ServiceUnavailableError) as minio_error:
         ObjectStore(settings.minio, attempts=2).ensure_buckets()
     assert settings.minio.url in str(minio_error.value)
@@ -81,7 +81,7 @@ def test_unreachable_services_give_one_clear_error(tmp_path: Path):
 
 
 def test_port_in_use_is_named_and_nothing_is_left_running(tmp_path: Path):
-    settings = local_settings(tmp_path)
+    settings = isolated_settings(tmp_path)
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     blocker.bind(("127.0.0.1", settings.weaviate.http_port))
     blocker.listen()
@@ -94,7 +94,7 @@ def test_port_in_use_is_named_and_nothing_is_left_running(tmp_path: Path):
 
 
 def test_stale_pid_file_of_another_process_is_ignored(tmp_path: Path):
-    settings = local_settings(tmp_path)
+    settings = isolated_settings(tmp_path)
     stack = LocalStack(settings)
     pid_file = tmp_path / "run" / "minio.json"
     pid_file.parent.mkdir(parents=True)
@@ -123,7 +123,7 @@ def _twin(*args: str, state_dir: Path, env: dict[str, str]) -> subprocess.Comple
 
 
 def test_cli_up_status_logs_down_leaves_no_process(tmp_path: Path):
-    settings = local_settings(tmp_path)
+    settings = isolated_settings(tmp_path)
     env = {
         **os.environ,
         "TWIN_MINIO__ENDPOINT": settings.minio.endpoint,
