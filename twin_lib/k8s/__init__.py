@@ -1,0 +1,1 @@
+"""Kubernetes packaging: render and validate the manifests, generate KFP objects, submit runs."""

