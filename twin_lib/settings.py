@@ -136,3 +136,28 @@ class TwinSettings(BaseSettings):
 def load_settings(**overrides: object) -> TwinSettings:
     """Read settings from the environment and ``.env``; keyword overrides win (CLI flags)."""
     return TwinSettings(**overrides)
+
+
+def to_env(settings: TwinSettings) -> dict[str, str]:
+    """The ``TWIN_*`` variables that reproduce ``settings`` in a child process.
+
+    Local pipeline runs and CLI subprocesses get their configuration this way, exactly as
+    pods get it from ConfigMaps and Secrets on the cluster.
+    """
+    env: dict[str, str] = {}
+
+    def flatten(prefix: str, model: BaseModel) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                flatten(f"{key}__", value)
+            elif isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif value is not None:
+                env[key] = str(value)
+
+    flatten("TWIN_", settings)
+    return env

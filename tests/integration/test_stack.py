@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack import LocalStack, StackError
 from twin_lib.stack.isolated import isolated_settings
 from twin_lib.stack.supervisor import PidRecord
@@ -124,16 +124,7 @@ def _twin(*args: str, state_dir: Path, env: dict[str, str]) -> subprocess.Comple
 
 def test_cli_up_status_logs_down_leaves_no_process(tmp_path: Path):
     settings = isolated_settings(tmp_path)
-    env = {
-        **os.environ,
-        "TWIN_MINIO__ENDPOINT": settings.minio.endpoint,
-        "TWIN_WEAVIATE__HTTP_PORT": str(settings.weaviate.http_port),
-        "TWIN_WEAVIATE__GRPC_PORT": str(settings.weaviate.grpc_port),
-        "TWIN_STACK__MINIO_CONSOLE_PORT": str(settings.stack.minio_console_port),
-        "TWIN_STACK__WEAVIATE_GOSSIP_PORT": str(settings.stack.weaviate_gossip_port),
-        "TWIN_STACK__WEAVIATE_DATA_PORT": str(settings.stack.weaviate_data_port),
-        "TWIN_STACK__WEAVIATE_RAFT_PORT": str(settings.stack.weaviate_raft_port),
-    }
+    env = {**os.environ, **to_env(settings)}
     up = _twin("stack", "up", state_dir=tmp_path, env=env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr

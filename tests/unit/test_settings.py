@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from twin_lib.settings import TwinSettings, load_settings
+from twin_lib.settings import TwinSettings, load_settings, to_env
 
 
 def test_nested_environment_variables_configure_each_group(monkeypatch: pytest.MonkeyPatch):
@@ -39,3 +39,21 @@ def test_explicit_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch
 
 def test_weaviate_without_api_key_is_allowed(monkeypatch: pytest.MonkeyPatch):
     assert TwinSettings(_env_file=None, weaviate={"api_key": None}).weaviate.api_key is None
+
+
+def test_to_env_round_trips_through_the_environment(monkeypatch: pytest.MonkeyPatch):
+    original = TwinSettings(
+        _env_file=None,
+        minio={"endpoint": "10.0.0.1:9000", "secret_key": "s3cret", "secure": True},
+        weaviate={"api_key": None, "grpc_port": 7000},
+        stack={"state_dir": "/srv/twin"},
+    )
+    for key, value in to_env(original).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TWIN_WEAVIATE__API_KEY", raising=False)
+    restored = load_settings()
+    assert restored.minio.endpoint == "10.0.0.1:9000"
+    assert restored.minio.secret_key.get_secret_value() == "s3cret"
+    assert restored.minio.secure is True
+    assert restored.weaviate.grpc_port == 7000
+    assert restored.stack.state_dir == Path("/srv/twin")
