@@ -1,0 +1,53 @@
+import pytest
+
+from twin_lib.storage.errors import ServiceUnavailableError
+from twin_lib.storage.retry import call_with_retry
+
+
+class Flaky:
+    """Fails with ``error`` for the first ``failures`` calls, then returns ``"done"``."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "done"
+
+
+def _call(operation: Flaky, attempts: int = 4) -> str:
+    return call_with_retry(
+        operation,
+        is_transient=lambda e: isinstance(e, ConnectionError | TimeoutError),
+        is_unreachable=lambda e: isinstance(e, ConnectionError),
+        service="MinIO",
+        endpoint="http://127.0.0.1:1",
+        attempts=attempts,
+        max_wait_s=0.01,
+    )
+
+
+def test_transient_errors_are_retried_until_success():
+    flaky = Flaky(2, TimeoutError("slow"))
+    assert _call(flaky) == "done"
+    assert flaky.calls == 3
+
+
+def test_unreachable_service_becomes_one_clear_error_after_retries():
+    flaky = Flaky(10, ConnectionError("connection refused"))
+    with pytest.raises(ServiceUnavailableError) as error:
+        _call(flaky, attempts=3)
+    assert flaky.calls == 3
+    assert "MinIO is not reachable at http://127.0.0.1:1" in str(error.value)
+    assert "twin stack up" in str(error.value)
+
+
+def test_permanent_errors_are_not_retried():
+    flaky = Flaky(1, ValueError("bad request"))
+    with pytest.raises(ValueError, match="bad request"):
+        _call(flaky)
+    assert flaky.calls == 1
