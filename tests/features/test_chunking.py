@@ -43,7 +43,7 @@ def test_sentence_starts():
 @pytest.mark.parametrize("category", list(Category))
 def test_every_chunk_fits_the_model_window(embedding_model, category):
     window = model_window(embedding_model)
-    spec = FeaturesSettings().chunking[category]
+    spec = FeaturesSettings().chunking.for_category(category)
     document = cleaned(SENTENCE * 120, category)
     chunks = chunk_document(document, spec, embedding_model.tokenizer, window)
     assert len(chunks) > 3
@@ -56,7 +56,7 @@ def test_every_chunk_fits_the_model_window(embedding_model, category):
 
 
 def test_article_chunks_end_on_sentence_boundaries(embedding_model):
-    spec = FeaturesSettings().chunking[Category.ARTICLE]
+    spec = FeaturesSettings().chunking.for_category(Category.ARTICLE)
     chunks = chunk_document(
         cleaned(SENTENCE * 60, Category.ARTICLE),
         spec,
@@ -81,7 +81,7 @@ def test_overlap_repeats_the_tail_of_the_previous_chunk(embedding_model):
 
 
 def test_chunking_is_deterministic_and_empty_text_has_no_chunks(embedding_model):
-    spec = FeaturesSettings().chunking[Category.POST]
+    spec = FeaturesSettings().chunking.for_category(Category.POST)
     window = model_window(embedding_model)
     document = cleaned(SENTENCE * 30, Category.POST)
     first = chunk_document(document, spec, embedding_model.tokenizer, window)

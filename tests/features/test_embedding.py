@@ -36,7 +36,7 @@ def test_embed_chunks_keeps_provenance(embedding_model):
     )
     chunks = chunk_document(
         clean_document(raw),
-        settings.chunking[Category.ARTICLE],
+        settings.chunking.for_category(Category.ARTICLE),
         embedding_model.tokenizer,
         model_window(embedding_model),
     )

@@ -99,6 +99,7 @@ class Chunk(_Provenance):
 
     chunk_id: str
     chunk_index: int
+    title: str = ""
     text: str
     token_count: int
 

@@ -91,7 +91,7 @@ def chunk_document(
     overlap = min(spec.overlap_tokens, limit // 2)
     offsets, word_ids = _encode(tokenizer, text)
     preferred = sentence_starts(text) if spec.sentence_packed else ()
-    provenance = document.model_dump(exclude={"text", "title"})
+    provenance = document.model_dump(exclude={"text"})
     chunks = []
     for index, (start, end) in enumerate(
         token_windows(offsets, word_ids, limit=limit, overlap=overlap, preferred_starts=preferred)

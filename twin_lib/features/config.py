@@ -43,14 +43,19 @@ class ChunkSpec(BaseModel):
     sentence_packed: bool = False
 
 
-def _default_chunking() -> dict[Category, ChunkSpec]:
-    # The LLM Engineer's Handbook sizes (posts 250/25, repositories 1500/100) are capped at
-    # the embedding model's window when chunking; articles pack whole sentences.
-    return {
-        Category.POST: ChunkSpec(max_tokens=250, overlap_tokens=25),
-        Category.REPOSITORY: ChunkSpec(max_tokens=1500, overlap_tokens=100),
-        Category.ARTICLE: ChunkSpec(max_tokens=256, overlap_tokens=0, sentence_packed=True),
-    }
+class ChunkingSettings(BaseModel):
+    """One spec per category, as fields so each size can be set from the environment.
+
+    The LLM Engineer's Handbook sizes (posts 250/25, repositories 1500/100) are the defaults;
+    chunking caps every size at the embedding model's window. Articles pack whole sentences.
+    """
+
+    article: ChunkSpec = ChunkSpec(max_tokens=256, overlap_tokens=0, sentence_packed=True)
+    post: ChunkSpec = ChunkSpec(max_tokens=250, overlap_tokens=25)
+    repository: ChunkSpec = ChunkSpec(max_tokens=1500, overlap_tokens=100)
+
+    def for_category(self, category: Category) -> ChunkSpec:
+        return getattr(self, category.value)
 
 
 class QualitySettings(BaseModel):
@@ -78,6 +83,12 @@ class EmbeddingSettings(BaseModel):
         description="a local path, a sentence-transformers model name, or the packaged "
         "all-MiniLM-L6-v2 under its package name",
     )
+    dimensions: int = Field(
+        default=384,
+        gt=0,
+        description="vector size of the model; the feature-store collection is created with "
+        "it before the model is loaded, and the embed step checks the model agrees",
+    )
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1)
     normalize: bool = True
@@ -87,7 +98,7 @@ class FeaturesSettings(BaseModel):
     """Everything the feature pipeline needs beyond endpoints."""
 
     crawl: CrawlSettings = Field(default_factory=CrawlSettings)
-    chunking: dict[Category, ChunkSpec] = Field(default_factory=_default_chunking)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     raw_prefix: str = "raw"

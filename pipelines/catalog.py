@@ -1,0 +1,11 @@
+"""Every pipeline the platform ships, by the name the CLI and the manifests use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipelines.feature_pipeline import feature_pipeline
+
+PIPELINES: dict[str, Callable[..., object]] = {
+    "feature": feature_pipeline,
+}
