@@ -17,7 +17,6 @@ app = typer.Typer(
 )
 
 ManifestsDir = Annotated[Path, typer.Option(help="The repository's manifests/ directory.")]
-TARGETS = ("overlays/dev", "overlays/gpu", "runs/feature", "runs/feature-refresh")
 
 
 @app.command()
@@ -38,16 +37,15 @@ def validate_cmd(
 ) -> None:
     """Validate every overlay and run against the official schemas and kube-score."""
     cache_dir = settings_of(ctx).stack.cache_dir
-    findings: list[validate.Finding] = []
     with tempfile.TemporaryDirectory() as scratch:
         tree = validate.prepare_tree(manifests, Path(scratch) / "manifests")
-        for target in TARGETS:
-            findings += validate.validate_rendered(validate.render(tree / target), cache_dir)
+        results = validate.validate_tree(tree, cache_dir)
+    findings = [finding for found in results.values() for finding in found]
     for finding in findings:
         console.print(str(finding), markup=False)
     if findings:
-        raise fail(f"{len(findings)} findings in {len(TARGETS)} kustomizations")
-    summary(f"{len(TARGETS)} kustomizations valid, no policy findings")
+        raise fail(f"{len(findings)} findings in {len(results)} kustomizations")
+    summary(f"{len(results)} kustomizations valid, no policy findings")
 
 
 @app.command(name="pipelines")

@@ -34,6 +34,11 @@ KUBE_SCORE_REASON = "llm-twin.io/kube-score-reason"
 KFP_KINDS = ("Pipeline", "PipelineVersion")
 KFP_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 KUBERNETES_VERSION = tools.KUBERNETES_OPENAPI.version.rsplit(".", 1)[0]
+OVERLAYS = ("overlays/dev", "overlays/gpu")
+RUNS = ("runs/feature", "runs/feature-refresh")
+# Run Jobs land in the platform namespace: policies that cover them (NetworkPolicies) live
+# in the overlay, so kube-score judges a run together with the overlay it is applied to.
+RUN_CONTEXT = "overlays/dev"
 
 
 @dataclass(frozen=True)
@@ -179,10 +184,19 @@ def kfp_objects(docs: list[dict[str, Any]]) -> list[Finding]:
     return findings
 
 
-def validate_rendered(rendered: str, cache_dir: Path) -> list[Finding]:
-    """All checks on one rendered stream of objects."""
+def validate_rendered(rendered: str, cache_dir: Path, context: str = "") -> list[Finding]:
+    """All checks on one rendered stream; ``context`` holds objects it is applied beside."""
     return (
         kubeconform(rendered, cache_dir)
-        + kube_score(rendered, cache_dir)
+        + kube_score(f"{context}\n---\n{rendered}" if context else rendered, cache_dir)
         + kfp_objects(documents(rendered))
     )
+
+
+def validate_tree(tree: Path, cache_dir: Path) -> dict[str, list[Finding]]:
+    """Findings per kustomization a user applies: both overlays and every run."""
+    rendered = {target: render(tree / target) for target in (*OVERLAYS, *RUNS)}
+    return {
+        target: validate_rendered(text, cache_dir, rendered[RUN_CONTEXT] if target in RUNS else "")
+        for target, text in rendered.items()
+    }

@@ -1,0 +1,128 @@
+"""What the manifests, images, skaffold and settings say about each other agrees."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from tests.k8s.conftest import MANIFESTS, OVERLAYS, REPO
+from twin_lib.k8s import validate
+from twin_lib.settings import TwinSettings
+
+PROJECT_IMAGES = "ghcr.io/llm-twin/"
+
+
+def _images(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["image"]} if isinstance(node.get("image"), str) else set()
+        return found.union(*(_images(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_images(v) for v in node))
+    return set()
+
+
+def test_project_images_match_settings_and_skaffold(
+    rendered: dict[str, str], settings: TwinSettings
+) -> None:
+    used = set().union(*(_images(validate.documents(text)) for text in rendered.values()))
+    ours = {image for image in used if image.startswith(PROJECT_IMAGES)}
+    repositories = {image.rsplit(":", 1)[0] for image in ours}
+    skaffold = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    artifacts = {a["image"]: a for a in skaffold["build"]["artifacts"]}
+    assert settings.kfp.components_image in ours
+    assert repositories == set(artifacts)
+    assert {image.rsplit(":", 1)[1] for image in ours} == {
+        settings.kfp.components_image.rsplit(":", 1)[1]
+    }
+    for artifact in artifacts.values():
+        assert (REPO / artifact.get("context", ".") / artifact["docker"]["dockerfile"]).exists()
+
+
+def test_endpoints_are_settings_the_platform_reads(rendered: dict[str, str]) -> None:
+    env = {
+        **dotenv_values(MANIFESTS / "components/platform-env/endpoints.env"),
+        **dotenv_values(MANIFESTS / "components/platform-env/secrets/credentials.env.example"),
+    }
+    settings = TwinSettings.model_validate(_nested(env))
+    services = {
+        f"{doc['metadata']['name']}.{doc['metadata']['namespace']}.svc.cluster.local": doc
+        for doc in validate.documents(rendered["overlays/dev"])
+        if doc["kind"] == "Service"
+    }
+    minio_host, minio_port = settings.minio.endpoint.split(":")
+    assert int(minio_port) in _ports(services[minio_host])
+    assert settings.weaviate.http_port in _ports(services[settings.weaviate.http_host])
+    assert settings.weaviate.grpc_port in _ports(services[settings.weaviate.grpc_host])
+
+
+def test_kfp_namespace_agrees(rendered: dict[str, str], settings: TwinSettings) -> None:
+    text = rendered["overlays/dev"]
+    kfp_objects = [
+        doc
+        for doc in validate.documents(text)
+        if doc["metadata"].get("namespace") == settings.kfp.namespace
+    ]
+    assert {doc["metadata"]["name"] for doc in kfp_objects} >= {
+        "twin-endpoints",
+        "twin-credentials",
+    }
+    assert f"kubernetes.io/metadata.name: {settings.kfp.namespace}" in text
+
+
+def test_minio_setup_creates_the_settings_buckets(
+    rendered: dict[str, str], settings: TwinSettings
+) -> None:
+    job = next(
+        doc
+        for doc in validate.documents(rendered["overlays/dev"])
+        if doc["kind"] == "Job" and doc["metadata"]["name"] == "twin-minio-setup"
+    )
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert set(settings.minio.buckets) <= set(re.findall(r"[\w-]+", script))
+
+
+def test_every_secret_env_file_is_ignored_and_has_an_example() -> None:
+    examples = sorted(MANIFESTS.rglob("secrets/*.env.example"))
+    referenced = {
+        (path.parent / env).resolve()
+        for path in MANIFESTS.rglob("kustomization.yaml")
+        for generator in yaml.safe_load(path.read_text()).get("secretGenerator", [])
+        for env in generator.get("envs", [])
+    }
+    assert referenced == {example.with_suffix("").resolve() for example in examples}
+    ignore = (REPO / ".gitignore").read_text()
+    assert "manifests/**/secrets/*.env" in ignore
+
+
+def test_overlays_differ_only_where_intended(rendered: dict[str, str]) -> None:
+    counts = [len(validate.documents(rendered[overlay])) for overlay in OVERLAYS]
+    assert len(set(counts)) == 1
+
+
+def _nested(env: dict[str, str | None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        *groups, leaf = key.removeprefix("TWIN_").lower().split("__")
+        target = out
+        for group in groups:
+            target = target.setdefault(group, {})
+        target[leaf] = value
+    return out
+
+
+def _ports(service: dict[str, Any]) -> set[int]:
+    return {port["port"] for port in service["spec"]["ports"]}
+
+
+def test_dockerfiles_exist_for_each_image() -> None:
+    assert {p.name for p in (REPO / "images").iterdir() if p.is_dir()} == {
+        "components",
+        "trainer",
+        "serving",
+    }
+    assert (REPO / ".dockerignore").exists()
+    assert not list(Path(REPO / "images").rglob("*.env"))
