@@ -1,7 +1,7 @@
 import pytest
 
 from twin_lib.storage.errors import ServiceUnavailableError
-from twin_lib.storage.retry import call_with_retry
+from twin_lib.storage.retry import RetryPolicy
 
 
 class Flaky:
@@ -20,15 +20,15 @@ class Flaky:
 
 
 def _call(operation: Flaky, attempts: int = 4) -> str:
-    return call_with_retry(
-        operation,
-        is_transient=lambda e: isinstance(e, ConnectionError | TimeoutError),
-        is_unreachable=lambda e: isinstance(e, ConnectionError),
+    policy = RetryPolicy(
         service="MinIO",
         endpoint="http://127.0.0.1:1",
+        is_transient=lambda e: isinstance(e, ConnectionError | TimeoutError),
+        is_unreachable=lambda e: isinstance(e, ConnectionError),
         attempts=attempts,
         max_wait_s=0.01,
     )
+    return policy.call(operation)
 
 
 def test_transient_errors_are_retried_until_success():

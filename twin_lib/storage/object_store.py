@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from twin_lib.hashing import sha256_bytes
 from twin_lib.settings import MinioSettings
 from twin_lib.storage.errors import ObjectNotFoundError, ServiceUnavailableError, StorageError
-from twin_lib.storage.retry import call_with_retry
+from twin_lib.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,13 @@ class ObjectStore:
 
     def __init__(self, settings: MinioSettings, *, attempts: int = 4) -> None:
         self.settings = settings
-        self._attempts = attempts
+        self._call = RetryPolicy(
+            service="MinIO",
+            endpoint=settings.url,
+            is_transient=_is_transient,
+            is_unreachable=_is_unreachable,
+            attempts=attempts,
+        ).call
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=3.0, read=120.0),
             retries=urllib3.Retry(total=0, redirect=0),
@@ -99,16 +105,6 @@ class ObjectStore:
             secure=settings.secure,
             region=settings.region,
             http_client=http,
-        )
-
-    def _call(self, operation: Callable[[], T]) -> T:
-        return call_with_retry(
-            operation,
-            is_transient=_is_transient,
-            is_unreachable=_is_unreachable,
-            service="MinIO",
-            endpoint=self.settings.url,
-            attempts=self._attempts,
         )
 
     @property

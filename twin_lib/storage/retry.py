@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import (
@@ -33,30 +34,32 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-def call_with_retry(
-    operation: Callable[[], T],
-    *,
-    is_transient: Callable[[BaseException], bool],
-    is_unreachable: Callable[[BaseException], bool],
-    service: str,
-    endpoint: str,
-    attempts: int = 4,
-    max_wait_s: float = 4.0,
-) -> T:
-    """Run ``operation``; retry transient errors; report an unreachable service clearly."""
-    retrying = Retrying(
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.25, max=max_wait_s),
-        before_sleep=_log_retry,
-        reraise=True,
-    )
-    try:
-        return retrying(operation)
-    except Exception as error:
-        if is_unreachable(error):
-            raise ServiceUnavailableError(service, endpoint, _short(error)) from error
-        raise
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one service's calls are retried, and how its being down is recognised."""
+
+    service: str
+    endpoint: str
+    is_transient: Callable[[BaseException], bool]
+    is_unreachable: Callable[[BaseException], bool]
+    attempts: int = 4
+    max_wait_s: float = 4.0
+
+    def call(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``; retry transient errors; report an unreachable service clearly."""
+        retrying = Retrying(
+            retry=retry_if_exception(self.is_transient),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.25, max=self.max_wait_s),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(operation)
+        except Exception as error:
+            if self.is_unreachable(error):
+                raise ServiceUnavailableError(self.service, self.endpoint, _short(error)) from error
+            raise
 
 
 def _short(error: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, Self, TypeVar
 
 import weaviate
@@ -33,7 +33,7 @@ from weaviate.exceptions import (
 from twin_lib.hashing import content_uuid
 from twin_lib.settings import WeaviateSettings
 from twin_lib.storage.errors import StorageError
-from twin_lib.storage.retry import call_with_retry
+from twin_lib.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,13 @@ class VectorStore:
         self, settings: WeaviateSettings, *, attempts: int = 4, batch_size: int = 500
     ) -> None:
         self.settings = settings
-        self._attempts = attempts
+        self._call = RetryPolicy(
+            service="Weaviate",
+            endpoint=settings.endpoint_label,
+            is_transient=_is_transient,
+            is_unreachable=_is_unreachable,
+            attempts=attempts,
+        ).call
         self.batch_size = batch_size
         self._client: weaviate.WeaviateClient | None = None
 
@@ -188,16 +194,6 @@ class VectorStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    def _call(self, operation: Callable[[], T]) -> T:
-        return call_with_retry(
-            operation,
-            is_transient=_is_transient,
-            is_unreachable=_is_unreachable,
-            service="Weaviate",
-            endpoint=self.settings.endpoint_label,
-            attempts=self._attempts,
-        )
 
     def connect(self) -> weaviate.WeaviateClient:
         if self._client is None:
