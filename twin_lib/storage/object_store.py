@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,7 +30,6 @@ from twin_lib.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 _TRANSIENT_S3_CODES = frozenset(
     {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self
 
 import weaviate
 from pydantic import BaseModel, Field
@@ -37,7 +37,6 @@ from twin_lib.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 PropertyType = Literal["text", "int", "number", "boolean", "date", "text[]"]
 FilterValue = str | int | float | bool | list[str] | list[int]
