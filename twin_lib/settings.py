@@ -14,6 +14,8 @@ import platformdirs
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twin_lib.features.config import FeaturesSettings
+
 APP_NAME = "llm-twin"
 
 
@@ -129,6 +131,7 @@ class TwinSettings(BaseSettings):
     kfp: KfpSettings = Field(default_factory=KfpSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     log_level: str = "INFO"
     log_json: bool = False
 
