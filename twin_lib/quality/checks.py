@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from twin_lib.domain import Category
 from twin_lib.features.config import QualitySettings
 
-URL_PATTERN = r"^(?:https?|git|file)://[^\s/$.?#][^\s]*$"
+URL_PATTERN = r"^(?:(?:https?|git)://[^\s/$.?#][^\s]*|file:///[^\s]+)$"
 
 
 @dataclass(frozen=True)
