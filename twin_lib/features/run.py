@@ -1,0 +1,99 @@
+"""All feature steps in one process, for ``twin features`` and for debugging without KFP.
+
+Intermediate files land in ``workdir`` under the same names the pipeline's artifacts have,
+so a run can be inspected step by step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from twin_lib.crawl.lake import crawl_to_lake
+from twin_lib.crawl.sources import Source
+from twin_lib.features.config import FeaturesSettings
+from twin_lib.features.steps import (
+    chunk_documents,
+    clean_documents,
+    embed_chunk_file,
+    load_features,
+    plan_sync,
+    validate_embedded_chunks,
+)
+from twin_lib.quality.steps import validate_documents
+from twin_lib.settings import MinioSettings, WeaviateSettings
+
+logger = logging.getLogger(__name__)
+
+
+def run_feature_steps(
+    sources: Sequence[Source],
+    *,
+    author: str,
+    workdir: Path,
+    minio: MinioSettings,
+    weaviate: WeaviateSettings,
+    features: FeaturesSettings,
+) -> dict[str, float]:
+    """Crawl to load, in order; returns the metrics of every step merged."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = {
+        name: workdir / name
+        for name in (
+            "raw_documents.parquet",
+            "valid_documents.parquet",
+            "changed_documents.parquet",
+            "cleaned_documents.parquet",
+            "chunks.parquet",
+            "embedded_chunks.parquet",
+            "valid_chunks.parquet",
+            "plan.json",
+            "raw_documents_report.html",
+            "chunks_report.html",
+        )
+    }
+    crawl = crawl_to_lake(
+        sources, author=author, minio=minio, features=features, output=path["raw_documents.parquet"]
+    )
+    metrics = {"crawled_documents": float(crawl.documents)}
+    metrics |= validate_documents(
+        path["raw_documents.parquet"],
+        output=path["valid_documents.parquet"],
+        report_path=path["raw_documents_report.html"],
+        quality=features.quality,
+        minio=minio,
+    )
+    plan_sync(
+        path["raw_documents.parquet"],
+        path["valid_documents.parquet"],
+        crawl.crawled_origins,
+        output=path["changed_documents.parquet"],
+        plan_path=path["plan.json"],
+        minio=minio,
+        weaviate=weaviate,
+        features=features,
+    )
+    clean_documents(path["changed_documents.parquet"], output=path["cleaned_documents.parquet"])
+    chunk_documents(
+        path["cleaned_documents.parquet"], output=path["chunks.parquet"], features=features
+    )
+    embed_chunk_file(
+        path["chunks.parquet"], output=path["embedded_chunks.parquet"], features=features
+    )
+    metrics |= validate_embedded_chunks(
+        path["embedded_chunks.parquet"],
+        output=path["valid_chunks.parquet"],
+        report_path=path["chunks_report.html"],
+        features=features,
+        minio=minio,
+    )
+    metrics |= load_features(
+        path["valid_chunks.parquet"],
+        path["plan.json"],
+        minio=minio,
+        weaviate=weaviate,
+        features=features,
+    )
+    logger.info("feature steps done; reports in %s", workdir)
+    return metrics
