@@ -65,3 +65,11 @@ def test_failed_go_build_reports_go_output_and_leaves_no_partial_cache(tmp_path:
     with pytest.raises(StackError, match="invalid version"):
         build_binary(spec, tmp_path / "cache")
     assert not any((tmp_path / "cache" / "bin").iterdir())
+
+
+def test_build_progress_is_logged_with_structured_fields(tmp_path: Path, caplog):
+    spec = binary_specs(StackSettings(minio_module_version="bad version"))["minio"]
+    with caplog.at_level("INFO"), pytest.raises(StackError):
+        build_binary(spec, tmp_path / "cache")
+    started = next(r for r in caplog.records if "building server binary" in r.getMessage())
+    assert started.go_module == "github.com/minio/minio@bad version"

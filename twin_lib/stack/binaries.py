@@ -108,7 +108,7 @@ def build_binary(spec: BinarySpec, cache_dir: Path) -> Path:
         "building server binary from its Go module (once per machine)",
         extra={
             "service": spec.service,
-            "module": f"{spec.package}@{spec.version}",
+            "go_module": f"{spec.package}@{spec.version}",
             "expected": spec.typical_build,
             "into": str(target.parent),
         },
