@@ -35,7 +35,7 @@ def validate_cmd(
     ctx: typer.Context,
     manifests: ManifestsDir = Path("manifests"),
 ) -> None:
-    """Validate every overlay and run against the official schemas and kube-score."""
+    """Validate every overlay and run: official schemas, Pod Security "restricted", kube-score."""
     cache_dir = settings_of(ctx).stack.cache_dir
     with tempfile.TemporaryDirectory() as scratch:
         tree = validate.prepare_tree(manifests, Path(scratch) / "manifests")

@@ -4,11 +4,14 @@ Every version the validation depends on lives here, so upgrading one is a one-li
 that also changes the cache key. Binaries are built with ``go install`` into
 ``<cache>/tools/<name>-<version>/bin`` (outside the repository) on first use and reused after,
 so a fresh machine needs only Go; schema sources are module zips fetched with
-``go mod download``, which the Go module cache keeps.
+``go mod download``, which the Go module cache keeps. The project's own Go programs (under
+``tools/`` in the repository) are built with ``go build`` into a directory keyed by a hash of
+their sources and ``go.sum``, so an edit or a dependency bump rebuilds them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +41,28 @@ class GoTool:
 
 
 @dataclass(frozen=True)
+class LocalGoTool:
+    """A Go program kept in this repository, pinned by its own go.mod/go.sum."""
+
+    name: str
+    directory: Path
+
+    def sources(self) -> list[Path]:
+        return sorted(
+            path
+            for path in self.directory.rglob("*")
+            if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum"))
+        )
+
+    def binary(self, cache_dir: Path) -> Path:
+        digest = hashlib.sha256()
+        for path in self.sources():
+            digest.update(path.relative_to(self.directory).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+        return cache_dir / "tools" / f"{self.name}-{digest.hexdigest()[:12]}" / "bin" / self.name
+
+
+@dataclass(frozen=True)
 class GoSource:
     """Files taken from a published Go module (official schemas and CRDs)."""
 
@@ -49,6 +74,10 @@ class GoSource:
 
 KUBECONFORM = GoTool("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
 KUBE_SCORE = GoTool("kube-score", "github.com/zegl/kube-score/cmd/kube-score", "v1.20.0")
+# Pod Security admission's own checks (k8s.io/pod-security-admission, pinned in its go.mod).
+PODSECURITY_CHECK = LocalGoTool(
+    "podsecurity-check", Path(__file__).resolve().parents[2] / "tools" / "podsecurity-check"
+)
 
 KUBERNETES_OPENAPI = GoSource(
     "kubernetes", "k8s.io/kubernetes", "v1.37.2", ("api/openapi-spec/swagger.json",)
@@ -106,6 +135,27 @@ def ensure_tool(tool: GoTool, cache_dir: Path) -> Path:
     )
     if result.returncode != 0 or not binary.exists():
         raise ToolError(f"go install {tool.package}@{tool.version} failed:\n{result.stderr}")
+    return binary
+
+
+def ensure_local_tool(tool: LocalGoTool, cache_dir: Path) -> Path:
+    """Return the program's binary, building it once per version of its sources."""
+    binary = tool.binary(cache_dir)
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("building %s with go build (first use after a change only)", tool.name)
+    partial = binary.with_name(f"{binary.name}.partial")
+    result = subprocess.run(
+        [go_binary(), "build", "-trimpath", "-buildvcs=false", "-o", str(partial), "."],
+        cwd=tool.directory,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not partial.exists():
+        raise ToolError(f"go build in {tool.directory} failed:\n{result.stderr}")
+    partial.replace(binary)
     return binary
 
 

@@ -2,6 +2,10 @@
 
 - ``kubectl kustomize`` renders each overlay exactly as ``kubectl apply -k`` would;
 - kubeconform validates every object strictly against the schemas of ``schemas``;
+- every pod an object would create is evaluated at Pod Security "restricted" by the checks
+  of ``k8s.io/pod-security-admission`` (the admission plugin's own library, see
+  ``tools/podsecurity-check``), including the pods of PyTorchJobs and InferenceServices,
+  which the namespace label alone would only catch at run time;
 - kube-score reports misconfigurations; a finding may only be silenced in place, with a
   ``kube-score/ignore`` annotation accompanied by a ``llm-twin.io/kube-score-reason``;
 - KFP ``Pipeline``/``PipelineVersion`` objects are checked against the pipeline IR protobuf
@@ -19,7 +23,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from google.protobuf import json_format
@@ -39,6 +43,7 @@ RUNS = ("runs/feature", "runs/feature-refresh")
 # Run Jobs land in the platform namespace: policies that cover them (NetworkPolicies) live
 # in the overlay, so kube-score judges a run together with the overlay it is applied to.
 RUN_CONTEXT = "overlays/dev"
+POD_SECURITY_LEVEL = "restricted"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,35 @@ def kubeconform(rendered: str, cache_dir: Path) -> list[Finding]:
     return findings
 
 
+class PodSecurityReport(NamedTuple):
+    """The pods evaluated, so an empty findings list cannot hide an empty evaluation."""
+
+    checked: list[str]
+    findings: list[Finding]
+
+
+def pod_security(rendered: str, cache_dir: Path) -> PodSecurityReport:
+    """Evaluate every pod template at the level the platform namespace enforces."""
+    binary = tools.ensure_local_tool(tools.PODSECURITY_CHECK, cache_dir)
+    result = subprocess.run(
+        [str(binary), "-json", "-level", POD_SECURITY_LEVEL, "-version", "latest"],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"podsecurity-check failed:\n{result.stderr}")
+    report = json.loads(result.stdout)
+    return PodSecurityReport(
+        report["checked"],
+        [
+            Finding("pod-security", v["object"], f"{v['check']}: {v['detail']}")
+            for v in report["violations"]
+        ],
+    )
+
+
 def _unexplained_ignores(docs: list[dict[str, Any]]) -> list[Finding]:
     return [
         Finding("kube-score", object_id(doc), "kube-score/ignore without a reason annotation")
@@ -188,6 +222,7 @@ def validate_rendered(rendered: str, cache_dir: Path, context: str = "") -> list
     """All checks on one rendered stream; ``context`` holds objects it is applied beside."""
     return (
         kubeconform(rendered, cache_dir)
+        + pod_security(rendered, cache_dir).findings
         + kube_score(f"{context}\n---\n{rendered}" if context else rendered, cache_dir)
         + kfp_objects(documents(rendered))
     )
