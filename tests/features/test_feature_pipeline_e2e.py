@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from pipelines.feature_pipeline import FEATURE_DEFAULTS, feature_pipeline
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
+from twin_lib.cli import app
 from twin_lib.crawl import Source, crawl_sources
 from twin_lib.crawl.lake import RAW_DATASET
 from twin_lib.features.chunking import chunk_document
@@ -57,11 +58,14 @@ def expected_chunks(sources: list[str], features: FeaturesSettings) -> int:
     )
 
 
-def run_pipeline(sources: list[str], root: Path) -> None:
-    from kfp import local
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    feature_pipeline(sources=sources, author="Ada", features=FEATURE_DEFAULTS)
+def run_pipeline(sources: list[str], root: Path) -> str:
+    """``twin pipeline run feature --local``, exactly as a user types it."""
+    arguments = ["pipeline", "run", "feature", "--local", "--author", "Ada"]
+    for source in sources:
+        arguments += ["--source", source]
+    result = CliRunner().invoke(app, [*arguments, "--pipeline-root", str(root)])
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def metrics_of(root: Path, name: str) -> dict[str, float]:
@@ -87,8 +91,9 @@ def test_pipeline_fills_stores_and_reruns_are_no_ops(
     snapshots = SnapshotStore(objects, stack_settings.minio.raw_bucket)
     chunks = expected_chunks(sources, features)
 
-    run_pipeline(sources, root)
+    output = run_pipeline(sources, root)
 
+    assert "finished locally; 2 reports" in output
     [snapshot] = snapshots.list(RAW_DATASET)
     assert snapshot.record_count == 8 + 1 + 2
     quarantine = objects.get_bytes(

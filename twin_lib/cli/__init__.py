@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from twin_lib.cli import manifests, snapshots, stack
+from twin_lib.cli import features, manifests, pipeline, snapshots, stack
 from twin_lib.cli.context import main_callback
 
 app = typer.Typer(
@@ -17,3 +17,6 @@ app.callback()(main_callback)
 app.add_typer(stack.app, name="stack")
 app.add_typer(snapshots.app, name="snapshots")
 app.add_typer(manifests.app, name="manifests")
+app.add_typer(pipeline.app, name="pipeline")
+app.command()(features.crawl)
+app.command()(features.features)

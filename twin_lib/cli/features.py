@@ -1,13 +1,11 @@
-"""``twin crawl``, ``twin features`` and ``twin pipeline run feature``.
+"""``twin crawl`` and ``twin features``: the feature steps run directly in this process.
 
-``crawl`` and ``features`` run the steps in this process; ``pipeline run feature --local``
-runs the same steps as KFP components through KFP local execution, and without ``--local``
-submits the pipeline to the KFP host from settings.
+``twin pipeline run feature --local`` runs the very same steps as KFP components (see
+``twin_lib.cli.pipeline``).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +33,7 @@ def _sources(urls: list[str], category: Category | None) -> list[Source]:
     return [Source(url=url, category=category) for url in urls]
 
 
-def _workdir(workdir: Path | None) -> Path:
+def workdir_or_temp(workdir: Path | None) -> Path:
     return workdir or Path(tempfile.mkdtemp(prefix="twin-features-"))
 
 
@@ -50,7 +48,7 @@ def crawl(
     from twin_lib.crawl.lake import crawl_to_lake
 
     settings = settings_of(ctx)
-    output = _workdir(workdir) / "raw_documents.parquet"
+    output = workdir_or_temp(workdir) / "raw_documents.parquet"
     try:
         result = crawl_to_lake(
             _sources(sources, category),
@@ -82,7 +80,7 @@ def features(
     from twin_lib.quality.gate import QualityGateError
 
     settings = settings_of(ctx)
-    directory = _workdir(workdir)
+    directory = workdir_or_temp(workdir)
     try:
         metrics = run_feature_steps(
             _sources(sources, category),
@@ -100,45 +98,3 @@ def features(
         f"{int(metrics['documents_deleted'])} deleted; Weaviate holds "
         f"{int(metrics['collection_size'])} chunks; reports in {directory}"
     )
-
-
-pipeline_app = typer.Typer(help="Run the platform's KFP pipelines.", no_args_is_help=True)
-
-
-@pipeline_app.command("run")
-def run_pipeline(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Pipeline name, e.g. feature.")],
-    sources: Annotated[list[str], typer.Option("--source", help="A source; repeat for more.")],
-    author: AuthorOption,
-    local: Annotated[bool, typer.Option(help="Run with KFP local execution.")] = False,
-    pipeline_root: WorkdirOption = None,
-) -> None:
-    """Run a pipeline from the catalog locally or submit it to the KFP host."""
-    from pipelines.catalog import PIPELINES
-    from twin_lib.settings import to_env
-
-    settings = settings_of(ctx)
-    if name not in PIPELINES:
-        raise fail(f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
-    arguments = {
-        "sources": sources,
-        "author": author,
-        "features": settings.features.model_dump(mode="json"),
-    }
-    if local:
-        from kfp import local as kfp_local
-
-        os.environ.update(to_env(settings))  # components read endpoints like pods do
-        root = _workdir(pipeline_root)
-        kfp_local.init(runner=kfp_local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-        PIPELINES[name](**arguments)
-        summary(f"pipeline {name} finished locally; artifacts (reports, metrics) in {root}")
-        return
-    if not settings.kfp.host:
-        raise fail("no KFP host configured; set TWIN_KFP__HOST or pass --local")
-    import kfp
-
-    client = kfp.Client(host=settings.kfp.host, namespace=settings.kfp.namespace)
-    run = client.create_run_from_pipeline_func(PIPELINES[name], arguments=arguments)
-    summary(f"submitted pipeline {name} as run {run.run_id} to {settings.kfp.host}")
