@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,11 @@ def run_pipeline(
     if local:
         from kfp import local as kfp_local
 
+        # KFP warns that each step names a non-Python base image; that image is this very
+        # environment packaged (images/components), so running in-process is what it would do.
+        warnings.filterwarnings(
+            "ignore", message=".*non-Python base image", category=RuntimeWarning
+        )
         os.environ.update(to_env(settings))  # components read endpoints like pods do
         root = workdir_or_temp(pipeline_root)
         kfp_local.init(runner=kfp_local.SubprocessRunner(use_venv=False), pipeline_root=str(root))

@@ -28,7 +28,8 @@ class Tokenizer(Protocol):
 
 
 def _encode(tokenizer: Tokenizer, text: str) -> tuple[list[tuple[int, int]], list[int | None]]:
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    """Whole documents are tokenized on purpose, to be cut into windows: no length warning."""
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     return list(encoding["offset_mapping"]), list(encoding.word_ids())
 
 

@@ -47,10 +47,17 @@ class ValidationResult:
 
 @functools.cache
 def _context() -> Any:
-    """One ephemeral context per process: no files written, no network, imported lazily."""
-    import great_expectations as gx
+    """One ephemeral context per process: no files written, no network, imported lazily.
 
-    return gx.get_context(mode="ephemeral")
+    GX's per-metric progress bars are switched off: they flood pipeline logs with hundreds
+    of carriage-return lines per validation, and the steps log their own counts.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
 
 
 def validate_frame(frame: pd.DataFrame, checks: list[Check], suite_name: str) -> ValidationResult:
