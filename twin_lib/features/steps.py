@@ -77,8 +77,20 @@ def decide(
     stored: dict[str, set[str]],
     state: dict[str, SyncedDocument],
 ) -> SyncPlan:
-    """Pure planning: a document is loaded when the store lacks exactly its current hash."""
-    upsert = [d.document_id for d in valid if stored.get(d.document_id) != {d.content_hash}]
+    """Pure planning: which documents to (re)load and which to delete.
+
+    A document is up to date only when the store holds exactly its current hash *and* the
+    recorded state, written after a successful load, says so. The store alone cannot tell a
+    complete document from one whose load died half-way (its chunks share the document's
+    hash), and the state alone cannot tell that the collection was emptied behind its back.
+    """
+    upsert = [
+        d.document_id
+        for d in valid
+        if stored.get(d.document_id) != {d.content_hash}
+        or (entry := state.get(d.document_id)) is None
+        or entry.content_hash != d.content_hash
+    ]
     crawled_ids = {d.document_id for d in crawled}
     origins = set(crawled_origins)
     delete = sorted(
