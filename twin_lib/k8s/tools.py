@@ -46,6 +46,8 @@ class LocalGoTool:
 
     name: str
     directory: Path
+    # Linker flags, e.g. to stamp a version string that only -X can set; part of the key.
+    ldflags: str = ""
 
     def sources(self) -> list[Path]:
         return sorted(
@@ -59,6 +61,8 @@ class LocalGoTool:
         for path in self.sources():
             digest.update(path.relative_to(self.directory).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
+        if self.ldflags:
+            digest.update(b"ldflags\0" + self.ldflags.encode())
         return cache_dir / "tools" / f"{self.name}-{digest.hexdigest()[:12]}" / "bin" / self.name
 
 
@@ -77,6 +81,23 @@ KUBE_SCORE = GoTool("kube-score", "github.com/zegl/kube-score/cmd/kube-score", "
 # Pod Security admission's own checks (k8s.io/pod-security-admission, pinned in its go.mod).
 PODSECURITY_CHECK = LocalGoTool(
     "podsecurity-check", Path(__file__).resolve().parents[2] / "tools" / "podsecurity-check"
+)
+# A real API server for tests: kube-apiserver of k8s.io/kubernetes with an embedded etcd,
+# pinned in its go.mod (see twin_lib.k8s.apiserver). Release builds stamp the version with
+# -X; without it the server reports v0.0.0-master, which kubectl cannot even parse.
+KUBE_APISERVER_VERSION = "v1.37.2"
+KUBE_APISERVER_TESTENV = LocalGoTool(
+    "kube-apiserver-testenv",
+    Path(__file__).resolve().parents[2] / "tools" / "kube-apiserver-testenv",
+    ldflags=" ".join(
+        f"-X k8s.io/component-base/version.{name}={value}"
+        for name, value in (
+            ("gitVersion", KUBE_APISERVER_VERSION),
+            ("gitMajor", KUBE_APISERVER_VERSION.split(".")[0].lstrip("v")),
+            ("gitMinor", KUBE_APISERVER_VERSION.split(".")[1]),
+            ("gitTreeState", "clean"),
+        )
+    ),
 )
 
 KUBERNETES_OPENAPI = GoSource(
@@ -147,7 +168,16 @@ def ensure_local_tool(tool: LocalGoTool, cache_dir: Path) -> Path:
     logger.info("building %s with go build (first use after a change only)", tool.name)
     partial = binary.with_name(f"{binary.name}.partial")
     result = subprocess.run(
-        [go_binary(), "build", "-trimpath", "-buildvcs=false", "-o", str(partial), "."],
+        [
+            go_binary(),
+            "build",
+            "-trimpath",
+            "-buildvcs=false",
+            *([f"-ldflags={tool.ldflags}"] if tool.ldflags else []),
+            "-o",
+            str(partial),
+            ".",
+        ],
         cwd=tool.directory,
         capture_output=True,
         text=True,
