@@ -222,43 +222,35 @@ def test_pytorchjob_with_wrong_type_is_refused(
     assert any("pytorchReplicaSpecs.Master.replicas" in e for e in result.errors), result.errors
 
 
-@pytest.mark.parametrize("account", [RUNNER, KFP_RUNNER])
+@pytest.mark.parametrize(
+    ("account", "namespace", "expected"),
+    [
+        (RUNNER, PLATFORM_NAMESPACE, True),
+        (KFP_RUNNER, PLATFORM_NAMESPACE, True),
+        (RUNNER, OTHER_NAMESPACE, False),
+        (RUNNER, "kubeflow", False),
+        (RUNNER, "", False),
+    ],
+)
 @pytest.mark.parametrize(("group", "resource", "verbs"), LAUNCHED)
-def test_runner_may_launch_in_the_platform_namespace(
+def test_runner_launches_only_in_the_platform_namespace(
     api_server: ApiServer,
     rbac_applied: None,
     account: str,
-    group: str,
-    resource: str,
-    verbs: tuple[str, ...],
-) -> None:
-    allowed = {
-        verb: apiserver.service_account_can(
-            api_server, account, verb, resource, group=group, namespace=PLATFORM_NAMESPACE
-        )
-        for verb in verbs
-    }
-    assert allowed == dict.fromkeys(verbs, True)
-
-
-@pytest.mark.parametrize("namespace", [OTHER_NAMESPACE, "kubeflow", ""])
-@pytest.mark.parametrize(("group", "resource", "verbs"), LAUNCHED)
-def test_runner_may_not_launch_elsewhere(
-    api_server: ApiServer,
-    rbac_applied: None,
     namespace: str,
+    expected: bool,
     group: str,
     resource: str,
     verbs: tuple[str, ...],
 ) -> None:
-    """Not in another namespace, nor cluster-wide (``namespace=""``)."""
+    """Every launcher verb in its own namespace; none elsewhere nor cluster-wide (``""``)."""
     allowed = {
         verb: apiserver.service_account_can(
-            api_server, RUNNER, verb, resource, group=group, namespace=namespace
+            api_server, account, verb, resource, group=group, namespace=namespace
         )
         for verb in verbs
     }
-    assert allowed == dict.fromkeys(verbs, False)
+    assert allowed == dict.fromkeys(verbs, expected)
 
 
 @pytest.mark.parametrize(
