@@ -75,6 +75,7 @@ def metrics_of(root: Path, name: str) -> dict[str, float]:
     return output["artifacts"]["metrics"]["artifacts"][0]["metadata"]
 
 
+@pytest.mark.timeout(1800)  # three whole pipeline runs, each step a fresh process
 def test_pipeline_fills_stores_and_reruns_are_no_ops(
     stack_settings: TwinSettings, corpus, tmp_path, monkeypatch
 ):
