@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from twin_lib.domain import Chunk, CleanedDocument, EmbeddedChunk, RawDocument
@@ -148,6 +149,8 @@ def clean_documents(input_path: Path, *, output: Path) -> int:
 def chunk_documents(input_path: Path, *, output: Path, features: FeaturesSettings) -> int:
     """Chunk with the embedding model's tokenizer, sized per category."""
     documents = read_records(input_path, CleanedDocument)
+    if not documents:  # an unchanged re-run: no reason to load the model in this pod
+        return write_records(output, [], Chunk)
     model = load_model(features.embedding.model, features.embedding.device)
     window = model_window(model)
     chunks = [
@@ -164,6 +167,8 @@ def chunk_documents(input_path: Path, *, output: Path, features: FeaturesSetting
 def embed_chunk_file(input_path: Path, *, output: Path, features: FeaturesSettings) -> int:
     """Embed every chunk; refuses a model whose vector size differs from the settings."""
     chunks = read_records(input_path, Chunk)
+    if not chunks:
+        return write_records(output, [], EmbeddedChunk)
     model = load_model(features.embedding.model, features.embedding.device)
     dimension = model.get_embedding_dimension()
     if dimension != features.embedding.dimensions:
@@ -183,15 +188,19 @@ def validate_embedded_chunks(
     features: FeaturesSettings,
     minio: MinioSettings,
 ) -> dict[str, float]:
-    """Chunk validation bound to this model's window and the configured vector size."""
-    model = load_model(features.embedding.model, features.embedding.device)
+    """Chunk validation bound to this model's window and the configured vector size.
+
+    The model is loaded only to learn its window; with no chunks there is nothing to bound.
+    """
+    has_chunks = pq.read_metadata(str(input_path)).num_rows > 0
+    model = load_model(features.embedding.model, features.embedding.device) if has_chunks else None
     return validate_chunks(
         input_path,
         output=output,
         report_path=report_path,
         quality=features.quality,
         minio=minio,
-        max_tokens=model_window(model),
+        max_tokens=model_window(model) if model is not None else 0,
         dimension=features.embedding.dimensions,
     )
 
