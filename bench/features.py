@@ -54,7 +54,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = isolated_settings(root / "stack").model_copy(update={"features": features})
+        settings = isolated_settings(root / "stack")
         stack = LocalStack(settings)
         stack.up()
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import signal
 import ssl
 import subprocess
 import time
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -35,6 +33,7 @@ from kubernetes import config as k8s_config
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from twin_lib.k8s import tools
+from twin_lib.stack import processes
 from twin_lib.stack.isolated import free_port
 
 logger = logging.getLogger(__name__)
@@ -48,6 +47,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMISSION_PLUGINS = ("NodeRestriction", "PodSecurity")
 FIELD_MANAGER = "llm-twin"
 LOG_TAIL_LINES = 40
+LABEL = "kube-apiserver"
 
 
 class ApiServerError(RuntimeError):
@@ -159,26 +159,6 @@ def _write_kubeconfig(path: Path, url: str, ca_file: Path, token: str) -> None:
     path.chmod(0o600)
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    if not path.exists():
-        return f"(no log at {path})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _alive(pid: int, create_time: float) -> psutil.Process | None:
-    """The process if it is still the one started, so a reused PID is never signalled."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            process.wait(timeout=0)
-            return None
-        if abs(process.create_time() - create_time) < 1.0:
-            return process
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        pass
-    return None
-
-
 def _ready(url: str, ca_file: Path, token: str) -> bool:
     """``/readyz`` answers 200 only once etcd, RBAC bootstrap and every post-start hook are."""
     if not ca_file.exists():
@@ -196,11 +176,11 @@ def _ready(url: str, ca_file: Path, token: str) -> bool:
 
 
 def _wait_ready(
-    process: subprocess.Popen[bytes], url: str, ca_file: Path, token: str, deadline: float
+    process: processes.Spawned, url: str, ca_file: Path, token: str, deadline: float
 ) -> None:
     while not _ready(url, ca_file, token):
-        if process.poll() is not None:
-            raise ApiServerError(f"exited with code {process.returncode} during start-up")
+        if (code := process.exit_code()) is not None:
+            raise ApiServerError(f"exited with code {code} during start-up")
         if time.monotonic() > deadline:
             raise ApiServerError(f"was not ready at {url}/readyz in time")
         time.sleep(0.25)
@@ -246,24 +226,15 @@ def start(binary: Path, state_dir: Path, timeout_s: float = 180.0) -> ApiServer:
         "--profiling=false",
     ]
     began = time.monotonic()
-    with log_file.open("ab") as log_out:
-        process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log_out,
-            stderr=subprocess.STDOUT,
-            cwd=state_dir,
-            start_new_session=True,
-        )
-    create_time = psutil.Process(process.pid).create_time()
+    process = processes.spawn_detached(args, log_file=log_file, cwd=state_dir)
     try:
         _wait_ready(process, url, ca_file, token, deadline=began + timeout_s)
     except BaseException as error:
-        _stop_process(process.pid, create_time, timeout_s=30.0)
+        processes.terminate(process.pid, process.create_time, timeout_s=30.0, label=LABEL)
         if isinstance(error, ApiServerError):
+            tail = processes.tail(log_file, LOG_TAIL_LINES)
             raise ApiServerError(
-                f"kube-apiserver-testenv {error}; last log lines:\n{_tail(log_file)}\n"
-                f"Full log: {log_file}"
+                f"kube-apiserver-testenv {error}; last log lines:\n{tail}\nFull log: {log_file}"
             ) from None
         raise
     kubeconfig = state_dir / "kubeconfig"
@@ -274,7 +245,7 @@ def start(binary: Path, state_dir: Path, timeout_s: float = 180.0) -> ApiServer:
         token=SecretStr(token),
         ca_file=ca_file,
         pid=process.pid,
-        create_time=create_time,
+        create_time=process.create_time,
         state_dir=state_dir,
         log_file=log_file,
         started_in_s=round(time.monotonic() - began, 1),
@@ -283,22 +254,9 @@ def start(binary: Path, state_dir: Path, timeout_s: float = 180.0) -> ApiServer:
     return server
 
 
-def _stop_process(pid: int, create_time: float, timeout_s: float) -> None:
-    process = _alive(pid, create_time)
-    if process is None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except psutil.TimeoutExpired:
-        logger.warning("api server did not stop in time, killing", extra={"pid": pid})
-        process.kill()
-        process.wait(timeout=10)
-
-
 def stop(server: ApiServer, timeout_s: float = 30.0) -> None:
     """SIGTERM (the API server drains, then etcd closes), SIGKILL after ``timeout_s``."""
-    _stop_process(server.pid, server.create_time, timeout_s)
+    processes.terminate(server.pid, server.create_time, timeout_s=timeout_s, label=LABEL)
 
 
 @contextmanager

@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psutil
 from pydantic import BaseModel
 
 from twin_lib.settings import TwinSettings
+from twin_lib.stack import processes
 from twin_lib.stack.binaries import (
     StackError,
     binary_specs,
@@ -87,13 +85,8 @@ class LocalStack:
         if not path.exists():
             return None
         record = PidRecord.model_validate_json(path.read_text())
-        try:
-            process = psutil.Process(record.pid)
-            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-            if alive and abs(process.create_time() - record.create_time) < 1.0:
-                return record
-        except psutil.NoSuchProcess:
-            pass
+        if processes.alive(record.pid, record.create_time) is not None:
+            return record
         path.unlink(missing_ok=True)
         return None
 
@@ -131,19 +124,12 @@ class LocalStack:
         self._pid_file(plan.name).parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_out:
             log_out.write(f"\n=== {datetime.now(UTC).isoformat()} starting {plan.name}\n".encode())
-            log_out.flush()
-            process = subprocess.Popen(
-                [str(plan.binary), *plan.args],
-                env={**os.environ, **plan.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log_out,
-                stderr=subprocess.STDOUT,
-                cwd=plan.data_dir,
-                start_new_session=True,
-            )
+        process = processes.spawn_detached(
+            [str(plan.binary), *plan.args], log_file=log_path, cwd=plan.data_dir, env=plan.env
+        )
         record = PidRecord(
             pid=process.pid,
-            create_time=psutil.Process(process.pid).create_time(),
+            create_time=process.create_time,
             started=datetime.now(UTC),
             binary=plan.binary,
             endpoint=plan.endpoint,
@@ -188,14 +174,9 @@ class LocalStack:
         record = self.running(name)
         if record is None:
             return False
-        process = psutil.Process(record.pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=self.settings.stack.stop_timeout_s)
-        except psutil.TimeoutExpired:
-            log.warning("did not stop in time, killing", extra={"service": name, "pid": record.pid})
-            process.kill()
-            process.wait(timeout=10)
+        processes.terminate(
+            record.pid, record.create_time, timeout_s=self.settings.stack.stop_timeout_s, label=name
+        )
         self._pid_file(name).unlink(missing_ok=True)
         log.info("stopped", extra={"service": name, "pid": record.pid})
         return True
@@ -232,10 +213,7 @@ class LocalStack:
         return built.get("version")
 
     def tail(self, name: str, lines: int = 50) -> str:
-        path = self.log_file(name)
-        if not path.exists():
-            return f"(no log yet at {path})"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return processes.tail(self.log_file(name), lines)
 
     def follow(self, name: str, poll_s: float = 0.5) -> Iterator[str]:
         """Yield new log lines as they are written, like ``tail -f``."""
