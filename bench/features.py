@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
+from tests.support.isolated import isolated_settings
 from twin_lib.crawl import Source
 from twin_lib.domain import EmbeddedChunk
 from twin_lib.domain.records import read_records
-from twin_lib.features.config import FeaturesSettings
 from twin_lib.features.embedding import embed_texts, load_model
-from twin_lib.features.run import run_feature_steps
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import FeaturesSettings, TwinSettings
 from twin_lib.stack import LocalStack
-from twin_lib.stack.isolated import isolated_settings
+from twin_lib.steps.feature_run import run_feature_steps
 
 
 def run_once(folder: Path, workdir: Path, settings: TwinSettings) -> tuple[float, dict]:

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.isolated import isolated_settings
 from twin_lib.stack import LocalStack
-from twin_lib.stack.isolated import isolated_settings
 from twin_lib.storage import ObjectStore, VectorRecord, VectorStore, chunk_collection_schema
 
 DIMS = 384

@@ -29,10 +29,9 @@ def crawl(
     metrics: Output[Metrics],
 ) -> list:
     """Crawl the sources into a raw-lake snapshot; returns the origins that were reachable."""
-    from twin_lib.crawl.lake import crawl_to_lake
     from twin_lib.crawl.sources import Source
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import FeaturesSettings, load_settings
+    from twin_lib.steps.crawl import crawl_to_lake
 
     summary = crawl_to_lake(
         [Source.model_validate(s if isinstance(s, dict) else {"url": s}) for s in sources],
@@ -65,9 +64,8 @@ def validate_documents(
     """Great Expectations on raw documents; failures go to the quarantine in MinIO."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.quality.steps import validate_documents as run
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import FeaturesSettings, load_settings
+    from twin_lib.steps.quality import validate_documents as run
 
     values = run(
         Path(raw_documents.path),
@@ -93,9 +91,8 @@ def plan_sync(
     """Compare with the feature store: only new or changed documents go on."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.features.steps import plan_sync as run
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import FeaturesSettings, load_settings
+    from twin_lib.steps.features import plan_sync as run
 
     settings = load_settings()
     result = run(
@@ -118,7 +115,7 @@ def clean(documents: Input[Dataset], cleaned_documents: Output[Dataset]) -> int:
     """Normalise text per category with the function inference uses too."""
     from pathlib import Path
 
-    from twin_lib.features.steps import clean_documents
+    from twin_lib.steps.features import clean_documents
 
     return clean_documents(Path(documents.path), output=Path(cleaned_documents.path))
 
@@ -128,8 +125,8 @@ def chunk(features: dict, cleaned_documents: Input[Dataset], chunks: Output[Data
     """Token-aware chunks that fit the embedding model's window."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.features.steps import chunk_documents
+    from twin_lib.settings import FeaturesSettings
+    from twin_lib.steps.features import chunk_documents
 
     return chunk_documents(
         Path(cleaned_documents.path),
@@ -143,8 +140,8 @@ def embed(features: dict, chunks: Input[Dataset], embedded_chunks: Output[Datase
     """Embed chunks in batches with the configured sentence-transformers model."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.features.steps import embed_chunk_file
+    from twin_lib.settings import FeaturesSettings
+    from twin_lib.steps.features import embed_chunk_file
 
     return embed_chunk_file(
         Path(chunks.path),
@@ -164,9 +161,8 @@ def validate_chunks(
     """Great Expectations on chunks: token bounds, no empty chunk, vector size and norm."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.features.steps import validate_embedded_chunks
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import FeaturesSettings, load_settings
+    from twin_lib.steps.features import validate_embedded_chunks
 
     values = validate_embedded_chunks(
         Path(embedded_chunks.path),
@@ -189,9 +185,8 @@ def load(
     """Replace changed documents' chunks in Weaviate and delete removed documents."""
     from pathlib import Path
 
-    from twin_lib.features.config import FeaturesSettings
-    from twin_lib.features.steps import load_features
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import FeaturesSettings, load_settings
+    from twin_lib.steps.features import load_features
 
     settings = load_settings()
     values = load_features(

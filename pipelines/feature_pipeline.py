@@ -10,7 +10,7 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components import features as steps
-from twin_lib.features.config import FeaturesSettings
+from twin_lib.settings import FeaturesSettings
 
 COMPILED = Path(__file__).with_suffix(".yaml")
 FEATURE_DEFAULTS: dict = FeaturesSettings().model_dump(mode="json")

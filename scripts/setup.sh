@@ -27,7 +27,7 @@ export TWIN_VENV="$cache/venvs/$lock_hash"
 export UV_PROJECT_ENVIRONMENT="$TWIN_VENV"
 export UV_CACHE_DIR="$cache/uv-cache"
 started=$SECONDS
-"$uv" sync --frozen --quiet --project "$repo"
+"$uv" sync --frozen --all-extras --quiet --project "$repo"
 say "python environment ready in $((SECONDS - started))s: $TWIN_VENV"
 export PATH="$TWIN_VENV/bin:$PATH"
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.isolated import isolated_settings
 from twin_lib.settings import TwinSettings
 from twin_lib.stack import LocalStack
-from twin_lib.stack.isolated import isolated_settings
 from twin_lib.storage import ObjectStore, VectorStore
 
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from twin_lib.features.config import CrawlSettings
+from twin_lib.settings import CrawlSettings
 
 PARAGRAPH = (
     "And God said, Let there be light: and there was light. And God saw the light, that it "

@@ -6,7 +6,7 @@ from twin_lib.crawl import CrawlError, Source, crawl_sources
 from twin_lib.crawl.fetcher import PoliteFetcher
 from twin_lib.crawl.safety import HTTP_SCHEMES, check_url
 from twin_lib.domain import Category
-from twin_lib.features.config import CrawlSettings
+from twin_lib.settings import CrawlSettings
 
 
 def crawl_one(url: str, settings: CrawlSettings):

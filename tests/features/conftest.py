@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from twin_lib.features.config import EmbeddingSettings
+from twin_lib.settings import EmbeddingSettings
 
 
 @pytest.fixture(scope="session")

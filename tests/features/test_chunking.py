@@ -5,8 +5,8 @@ import pytest
 from twin_lib.domain import Category, CleanedDocument, RawDocument
 from twin_lib.features.chunking import chunk_document, sentence_starts, token_windows
 from twin_lib.features.cleaning import clean_document
-from twin_lib.features.config import ChunkSpec, FeaturesSettings
 from twin_lib.features.embedding import model_window
+from twin_lib.settings import ChunkSpec, FeaturesSettings
 
 SENTENCE = "And the evening and the morning were the first day, unbelievably wonderful. "
 

@@ -5,8 +5,8 @@ import math
 from twin_lib.domain import Category, RawDocument
 from twin_lib.features.chunking import chunk_document
 from twin_lib.features.cleaning import clean_document
-from twin_lib.features.config import EmbeddingSettings, FeaturesSettings
 from twin_lib.features.embedding import embed_chunks, embed_texts, model_window
+from twin_lib.settings import EmbeddingSettings, FeaturesSettings
 
 
 def test_embeddings_are_normalised_and_similar_texts_are_close(embedding_model):

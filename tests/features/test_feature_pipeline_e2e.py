@@ -12,12 +12,11 @@ from typer.testing import CliRunner
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
 from twin_lib.cli import app
 from twin_lib.crawl import Source, crawl_sources
-from twin_lib.crawl.lake import RAW_DATASET
 from twin_lib.features.chunking import chunk_document
 from twin_lib.features.cleaning import clean_document
-from twin_lib.features.config import FeaturesSettings
 from twin_lib.features.embedding import load_model, model_window
-from twin_lib.settings import TwinSettings, to_env
+from twin_lib.settings import FeaturesSettings, TwinSettings, to_env
+from twin_lib.steps.crawl import RAW_DATASET
 from twin_lib.storage import ObjectStore, SnapshotStore, VectorStore, chunk_collection_schema
 
 pytestmark = pytest.mark.integration

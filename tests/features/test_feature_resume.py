@@ -9,10 +9,9 @@ import pytest
 
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
 from twin_lib.crawl import Source
-from twin_lib.crawl.lake import RAW_DATASET
-from twin_lib.features.config import FeaturesSettings
-from twin_lib.features.run import run_feature_steps
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import FeaturesSettings, TwinSettings
+from twin_lib.steps.crawl import RAW_DATASET
+from twin_lib.steps.feature_run import run_feature_steps
 from twin_lib.storage import ObjectStore, SnapshotStore, VectorStore, chunk_collection_schema
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from twin_lib.domain import Category, RawDocument
-from twin_lib.features.steps import SyncedDocument, decide
+from twin_lib.steps.features import SyncedDocument, decide
 
 
 def doc(name: str, text: str, origin: str = "/essays") -> RawDocument:

@@ -8,9 +8,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.isolated import isolated_settings
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack import LocalStack, StackError
-from twin_lib.stack.isolated import isolated_settings
 from twin_lib.stack.supervisor import PidRecord
 from twin_lib.storage import ObjectStore, ServiceUnavailableError, VectorRecord, VectorStore
 from twin_lib.storage.vector_store import chunk_collection_schema

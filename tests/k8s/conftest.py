@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from twin_lib.k8s import apiserver, tools, validate
+from tests.support import apiserver
+from twin_lib.k8s import tools, validate
 from twin_lib.settings import TwinSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,8 +23,9 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from tests.k8s.conftest import OVERLAYS, RUNS
-from twin_lib.k8s import apiserver, tools, validate
-from twin_lib.k8s.apiserver import ApiServer, ApplyResult
+from tests.support import apiserver
+from tests.support.apiserver import ApiServer, ApplyResult
+from twin_lib.k8s import tools, validate
 
 pytestmark = pytest.mark.apiserver
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from twin_lib.k8s import apiserver
+from tests.support import apiserver
 
 
 def test_start_failure_reports_the_log_tail(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ import math
 import pytest
 
 from twin_lib.domain import Category, EmbeddedChunk, RawDocument
-from twin_lib.features.config import QualitySettings
 from twin_lib.quality.checks import chunk_checks, raw_document_checks
 from twin_lib.quality.frames import chunks_frame, raw_documents_frame
 from twin_lib.quality.gate import (
@@ -15,6 +14,7 @@ from twin_lib.quality.gate import (
 )
 from twin_lib.quality.report import render_report, validation_metrics
 from twin_lib.quality.validation import validate_frame
+from twin_lib.settings import QualitySettings
 
 GOOD_TEXT = "A perfectly ordinary paragraph of English prose about lakes and rivers."
 

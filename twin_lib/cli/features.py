@@ -45,7 +45,7 @@ def crawl(
     workdir: WorkdirOption = None,
 ) -> None:
     """Crawl sources into an immutable raw-lake snapshot in MinIO."""
-    from twin_lib.crawl.lake import crawl_to_lake
+    from twin_lib.steps.crawl import crawl_to_lake
 
     settings = settings_of(ctx)
     output = workdir_or_temp(workdir) / "raw_documents.parquet"
@@ -76,8 +76,8 @@ def features(
     workdir: WorkdirOption = None,
 ) -> None:
     """Crawl, validate, clean, chunk, embed and load into Weaviate, in this process."""
-    from twin_lib.features.run import run_feature_steps
     from twin_lib.quality.gate import QualityGateError
+    from twin_lib.steps.feature_run import run_feature_steps
 
     settings = settings_of(ctx)
     directory = workdir_or_temp(workdir)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from twin_lib.crawl.fetcher import PoliteFetcher
 from twin_lib.domain import Category, RawDocument
-from twin_lib.features.config import CrawlSettings
+from twin_lib.settings import CrawlSettings
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import httpx
 
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.safety import HTTP_SCHEMES, check_url
-from twin_lib.features.config import CrawlSettings
+from twin_lib.settings import CrawlSettings
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from twin_lib.crawl.folders import crawl_folder
 from twin_lib.crawl.git_repos import crawl_repository, is_git_source
 from twin_lib.crawl.linkedin import crawl_linkedin_export, is_linkedin_export
 from twin_lib.domain import Category, RawDocument
-from twin_lib.features.config import CrawlSettings
+from twin_lib.settings import CrawlSettings
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from twin_lib.domain import Chunk, CleanedDocument, content_hash
-from twin_lib.features.config import ChunkSpec
+from twin_lib.settings import ChunkSpec
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+|\n\s*\n")
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twin_lib.domain import Chunk, EmbeddedChunk
-from twin_lib.features.config import EmbeddingSettings
+from twin_lib.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

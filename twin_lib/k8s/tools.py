@@ -83,7 +83,7 @@ PODSECURITY_CHECK = LocalGoTool(
     "podsecurity-check", Path(__file__).resolve().parents[2] / "tools" / "podsecurity-check"
 )
 # A real API server for tests: kube-apiserver of k8s.io/kubernetes with an embedded etcd,
-# pinned in its go.mod (see twin_lib.k8s.apiserver). Release builds stamp the version with
+# pinned in its go.mod (see tests.support.apiserver). Release builds stamp the version with
 # -X; without it the server reports v0.0.0-master, which kubectl cannot even parse.
 KUBE_APISERVER_VERSION = "v1.37.2"
 KUBE_APISERVER_TESTENV = LocalGoTool(

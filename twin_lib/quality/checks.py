@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from twin_lib.domain import Category
-from twin_lib.features.config import QualitySettings
+from twin_lib.settings import QualitySettings
 
 URL_PATTERN = r"^(?:(?:https?|git)://[^\s/$.?#][^\s]*|file:///[^\s]+)$"
 

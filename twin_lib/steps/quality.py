@@ -16,13 +16,12 @@ from pydantic import BaseModel
 
 from twin_lib.domain import EmbeddedChunk, RawDocument
 from twin_lib.domain.records import read_records, write_records
-from twin_lib.features.config import QualitySettings
 from twin_lib.quality.checks import Check, chunk_checks, raw_document_checks
 from twin_lib.quality.frames import chunks_frame, raw_documents_frame
 from twin_lib.quality.gate import QuarantinedRecord, enforce_failure_threshold, split_by_validation
 from twin_lib.quality.report import render_report, validation_metrics
 from twin_lib.quality.validation import validate_frame
-from twin_lib.settings import MinioSettings
+from twin_lib.settings import MinioSettings, QualitySettings
 from twin_lib.storage import ObjectStore
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ from pydantic import BaseModel
 from twin_lib.crawl.sources import CrawlReport, Source, crawl_sources
 from twin_lib.domain import RawDocument
 from twin_lib.domain.records import records_to_table, write_records
-from twin_lib.features.config import FeaturesSettings
-from twin_lib.settings import MinioSettings
+from twin_lib.settings import FeaturesSettings, MinioSettings
 from twin_lib.storage import ObjectStore, SnapshotStore
 from twin_lib.storage.snapshots import snapshot_id, table_content_hash
 

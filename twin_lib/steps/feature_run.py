@@ -10,10 +10,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from twin_lib.crawl.lake import crawl_to_lake
 from twin_lib.crawl.sources import Source
-from twin_lib.features.config import FeaturesSettings
-from twin_lib.features.steps import (
+from twin_lib.settings import FeaturesSettings, MinioSettings, WeaviateSettings
+from twin_lib.steps.crawl import crawl_to_lake
+from twin_lib.steps.features import (
     chunk_documents,
     clean_documents,
     embed_chunk_file,
@@ -21,8 +21,7 @@ from twin_lib.features.steps import (
     plan_sync,
     validate_embedded_chunks,
 )
-from twin_lib.quality.steps import validate_documents
-from twin_lib.settings import MinioSettings, WeaviateSettings
+from twin_lib.steps.quality import validate_documents
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from twin_lib.domain import Chunk, CleanedDocument, EmbeddedChunk, RawDocument
 from twin_lib.domain.records import read_records, write_records
 from twin_lib.features.chunking import chunk_document
 from twin_lib.features.cleaning import clean_document
-from twin_lib.features.config import FeaturesSettings
 from twin_lib.features.embedding import embed_chunks, load_model, model_window
-from twin_lib.quality.steps import validate_chunks
-from twin_lib.settings import MinioSettings, WeaviateSettings
+from twin_lib.settings import FeaturesSettings, MinioSettings, WeaviateSettings
+from twin_lib.steps.quality import validate_chunks
 from twin_lib.storage import (
     CollectionSchema,
     ObjectNotFoundError,

@@ -32,9 +32,9 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from tests.support.isolated import free_port
 from twin_lib.k8s import tools
 from twin_lib.stack import processes
-from twin_lib.stack.isolated import free_port
 
 logger = logging.getLogger(__name__)
 
