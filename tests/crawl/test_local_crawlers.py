@@ -55,6 +55,7 @@ def test_git_repository_reads_only_tracked_authored_text(repo, crawl_settings):
     readme = next(d for d in report.documents if d.metadata["path"] == "README.md")
     assert readme.source_url == f"{repo.resolve().as_uri()}#README.md"
     assert readme.origin == str(repo)
+    assert report.complete_origins == [str(repo)]
 
 
 def test_git_crawl_sees_committed_changes_and_keeps_ids(repo, crawl_settings):

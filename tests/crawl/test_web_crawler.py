@@ -91,6 +91,7 @@ def test_feed_expands_to_articles_and_records_broken_entries(site, crawl_setting
         (f"{base}/missing", "HTTP 404; check that the URL is public and live")
     ]
     assert report.crawled_origins == [f"{base}/feed.xml"]
+    assert report.complete_origins == []
 
 
 def test_loopback_is_refused_unless_allowed(site):

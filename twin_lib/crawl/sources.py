@@ -38,8 +38,16 @@ class Source(BaseModel):
 
 @dataclass(frozen=True)
 class CrawlerSpec:
+    """How to recognise and crawl one kind of source.
+
+    ``complete_listing`` says whether a successful crawl sees everything the source holds
+    (a folder, a repository, an export archive). Only then may a document missing from the
+    crawl be treated as deleted; web pages and feeds (a rolling window) never qualify.
+    """
+
     matches: Callable[[str], bool]
     crawl: Callable[[str, CrawlContext], CrawlOutcome]
+    complete_listing: bool = False
 
 
 def _is_local_folder(source: str) -> bool:
@@ -51,10 +59,12 @@ def _is_web_url(source: str) -> bool:
 
 
 CRAWLERS: dict[str, CrawlerSpec] = {
-    "linkedin-export": CrawlerSpec(is_linkedin_export, crawl_linkedin_export),
-    "git": CrawlerSpec(is_git_source, crawl_repository),
-    "folder": CrawlerSpec(_is_local_folder, crawl_folder),
-    "web": CrawlerSpec(_is_web_url, crawl_url),
+    "linkedin-export": CrawlerSpec(
+        is_linkedin_export, crawl_linkedin_export, complete_listing=True
+    ),
+    "git": CrawlerSpec(is_git_source, crawl_repository, complete_listing=True),
+    "folder": CrawlerSpec(_is_local_folder, crawl_folder, complete_listing=True),
+    "web": CrawlerSpec(_is_web_url, crawl_url, complete_listing=False),
 }
 
 
@@ -76,10 +86,14 @@ class CrawlReport:
 
     ``crawled_origins`` lists sources that were reached; only for those may documents that
     disappeared be treated as removed (a source that was down must not erase its documents).
+    ``complete_origins`` is the subset whose crawl was a complete listing of an
+    authoritative source (see ``CrawlerSpec.complete_listing``): the only origins whose
+    missing documents may be deleted.
     """
 
     documents: list[RawDocument] = field(default_factory=list)
     crawled_origins: list[str] = field(default_factory=list)
+    complete_origins: list[str] = field(default_factory=list)
     failures: list[CrawlFailure] = field(default_factory=list)
 
 
@@ -117,6 +131,8 @@ def crawl_sources(
             report.documents.extend(outcome.documents)
             report.failures.extend(outcome.failures)
             report.crawled_origins.append(source.url)
+            if CRAWLERS[kind].complete_listing:
+                report.complete_origins.append(source.url)
             logger.info(
                 "[%d/%d] %s (%s): %d documents",
                 position,
