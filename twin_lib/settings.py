@@ -8,6 +8,7 @@ Secrets are ``SecretStr`` so they never end up in logs or reprs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import platformdirs
@@ -208,6 +209,60 @@ class StackSettings(BaseModel):
     stop_timeout_s: float = 20.0
 
 
+class LoraSettings(BaseModel):
+    """The low-rank adapter trained on top of the frozen base model."""
+
+    r: int = Field(default=16, ge=1, description="adapter rank")
+    alpha: int = Field(default=32, ge=1, description="scaling numerator (scale = alpha / r)")
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="module names the adapter wraps; 'all-linear' wraps every linear layer",
+    )
+
+
+class StageHyperparameters(BaseModel):
+    """One training stage (SFT or DPO): how long, how fast, on how much text at a time."""
+
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = Field(default=-1, description="optimizer steps; overrides epochs when > 0")
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: str = Field(default="cosine", description="a transformers SchedulerType")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    batch_size: int = Field(default=4, ge=1, description="examples per device per micro-step")
+    gradient_accumulation: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=8, description="tokens per example (or pack)")
+    packing: bool = Field(default=False, description="pack several SFT examples per sequence")
+    beta: float = Field(default=0.1, gt=0, description="DPO: strength of the reference tie")
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+
+
+class TrainingSettings(BaseModel):
+    """Defaults of a training run: which base model, which launcher, and how to train.
+
+    A run's ``TrainingConfig`` is built from these plus the dataset and output locations.
+    """
+
+    base_model: str | None = Field(
+        default=None,
+        description="a local directory, an s3:// prefix or a model hub id; unset = the "
+        "offline base model built from base_recipe",
+    )
+    launcher: str = Field(default="local", pattern="^(local|pytorchjob|trainjob)$")
+    local_processes: int = Field(default=2, ge=1, description="torchrun processes of a local run")
+    local_timeout_s: float = Field(default=3600.0, gt=0)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    sft: StageHyperparameters = Field(default_factory=StageHyperparameters)
+    dpo: StageHyperparameters | None = Field(
+        default_factory=lambda: StageHyperparameters(learning_rate=5e-6, max_length=1024)
+    )
+    precision: str = Field(default="auto", pattern="^(auto|bf16|fp32)$")
+    seed: int = 42
+    checkpoint_steps: int = Field(default=50, ge=1, description="optimizer steps per checkpoint")
+    checkpoints_kept: int = Field(default=2, ge=1)
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -226,6 +281,7 @@ class TwinSettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -253,6 +309,8 @@ def to_env(settings: TwinSettings) -> dict[str, str]:
                 env[key] = value.get_secret_value()
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
+            elif isinstance(value, (list, tuple, dict)):
+                env[key] = json.dumps(value, default=str)
             elif value is not None:
                 env[key] = str(value)
 
