@@ -1,16 +1,25 @@
+import base64
+import ipaddress
+import json
 import os
 import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
+import httpx
 import psutil
 import pytest
+from weaviate.proto.v1 import search_get_pb2, weaviate_pb2_grpc
 
 from tests.support.isolated import isolated_settings
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack import LocalStack, StackError
+from twin_lib.stack.services import cluster_credentials
 from twin_lib.stack.supervisor import PidRecord
 from twin_lib.storage import ObjectStore, ServiceUnavailableError, VectorRecord, VectorStore
 from twin_lib.storage.vector_store import chunk_collection_schema
@@ -145,3 +154,123 @@ def test_cli_up_status_logs_down_leaves_no_process(tmp_path: Path):
     stopped = _twin("stack", "status", state_dir=tmp_path, env=env)
     assert stopped.returncode == 0
     assert "0 of 2 services running" in stopped.stdout
+
+
+def _sockets(pid: int) -> list:
+    """Internet sockets of a process and its children (psutil renamed the call in 6.0)."""
+    process = psutil.Process(pid)
+    found = []
+    for member in (process, *process.children(recursive=True)):
+        list_sockets = getattr(member, "net_connections", None) or member.connections
+        found.extend(list_sockets(kind="inet"))
+    return found
+
+
+def _listening(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP listener and every unconnected UDP socket."""
+    return {
+        (conn.laddr.ip, conn.laddr.port)
+        for pid in pids
+        for conn in _sockets(pid)
+        if conn.status == psutil.CONN_LISTEN or (conn.type == socket.SOCK_DGRAM and not conn.raddr)
+    }
+
+
+def _outside_address() -> str:
+    """An address of this machine that is not loopback: connections to it come "from outside"
+    as far as a loopback-only listener is concerned; loopback if the machine has none."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def secret_object(stack_settings: TwinSettings) -> dict[str, str]:
+    """One stored object whose text no unauthenticated request may ever read."""
+    weaviate = stack_settings.weaviate
+    assert weaviate.api_key is not None
+    headers = {"Authorization": f"Bearer {weaviate.api_key.get_secret_value()}"}
+    name = f"Listener{uuid.uuid4().hex[:8]}"
+    object_id = str(uuid.uuid4())
+    with httpx.Client(base_url=weaviate.url, headers=headers, timeout=30) as rest:
+        rest.post(
+            "/v1/schema",
+            json={
+                "class": name,
+                "vectorizer": "none",
+                "properties": [{"name": "content", "dataType": ["text"]}],
+            },
+        ).raise_for_status()
+        rest.post(
+            "/v1/objects",
+            json={
+                "class": name,
+                "id": object_id,
+                "properties": {"content": "only for key holders"},
+                "vector": [1.0, 0.0],
+            },
+        ).raise_for_status()
+        shard = rest.get(f"/v1/schema/{name}/shards").json()[0]["name"]
+    return {"collection": name, "id": object_id, "shard": shard, "text": "only for key holders"}
+
+
+def _probe_weaviate_grpc(settings: TwinSettings, secret: dict[str, str], host: str) -> None:
+    """The public gRPC port has no bind option: without the API key it must answer nothing."""
+    assert settings.weaviate.api_key is not None
+    request = search_get_pb2.SearchRequest(
+        collection=secret["collection"],
+        limit=5,
+        metadata=search_get_pb2.MetadataRequest(uuid=True),
+        uses_123_api=True,
+        uses_125_api=True,
+    )
+    with grpc.insecure_channel(f"{host}:{settings.weaviate.grpc_port}") as channel:
+        search = weaviate_pb2_grpc.WeaviateStub(channel).Search
+        with pytest.raises(grpc.RpcError) as refused:
+            search(request, timeout=10)
+        assert refused.value.code() in {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNKNOWN}
+        assert "auth" in (refused.value.details() or "").lower()
+        key = settings.weaviate.api_key.get_secret_value()
+        reply = search(request, timeout=10, metadata=[("authorization", f"Bearer {key}")])
+    assert [r.metadata.id for r in reply.results] == [secret["id"]]
+
+
+def _probe_weaviate_data(settings: TwinSettings, secret: dict[str, str], host: str) -> None:
+    """The cluster API port has no bind option: it serves objects only with its credentials."""
+
+    def encoded(value: object) -> str:
+        return base64.b64encode(json.dumps(value).encode()).decode()
+
+    url = (
+        f"http://{host}:{settings.stack.weaviate_data_port}/indices/{secret['collection']}"
+        f"/shards/{secret['shard']}/objects/{secret['id']}"
+    )
+    params = {"additional": encoded({}), "selectProperties": encoded([{"name": "content"}])}
+    for path in (url, f"http://{host}:{settings.stack.weaviate_data_port}/nodes/status"):
+        anonymous = httpx.get(path, params=params, timeout=10)
+        assert anonymous.status_code == 401, (path, anonymous.status_code, anonymous.text[:200])
+    authorised = httpx.get(
+        url, params=params, auth=cluster_credentials(settings.stack.state_dir), timeout=10
+    )
+    assert authorised.status_code == 200 and secret["text"] in authorised.text
+
+
+def test_no_listener_serves_other_machines_without_credentials(
+    stack_settings: TwinSettings, secret_object: dict[str, str]
+):
+    pids = [s.pid for s in LocalStack(stack_settings).status() if s.pid]
+    assert len(pids) == 2
+    listeners = _listening(pids)
+    assert listeners, "psutil saw no listening socket at all: the check would prove nothing"
+    open_to_network = {port for ip, port in listeners if not ipaddress.ip_address(ip).is_loopback}
+    probes: dict[int, Callable[[TwinSettings, dict[str, str], str], None]] = {
+        stack_settings.weaviate.grpc_port: _probe_weaviate_grpc,
+        stack_settings.stack.weaviate_data_port: _probe_weaviate_data,
+    }
+    unexplained = open_to_network - set(probes)
+    assert not unexplained, f"listeners beyond loopback with no credential check: {listeners}"
+    outside = _outside_address()
+    for port in sorted(open_to_network):
+        probes[port](stack_settings, secret_object, outside)

@@ -3,10 +3,17 @@
 The plans mirror the cluster manifests' configuration (API-key auth on Weaviate, root
 credentials on MinIO from settings, no Weaviate vectorizer modules), so code that works
 against the local stack works against the cluster.
+
+Every listener is bound to loopback except two of Weaviate's, which the server binds to all
+interfaces with no option to change it (v1.39: ``net.Listen("tcp", ":<port>")``): the public
+gRPC port, which answers only requests that carry the API key, and the internal data port
+(cluster API), which is given HTTP basic-auth credentials generated once per state directory.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -14,6 +21,7 @@ from pydantic import BaseModel
 from twin_lib.settings import TwinSettings
 
 WEAVIATE_NODE = "twin-local"
+CLUSTER_USER = "twin-cluster"
 
 
 class ServicePlan(BaseModel):
@@ -30,6 +38,25 @@ class ServicePlan(BaseModel):
 def _host_port(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
     return host, int(port)
+
+
+def cluster_credentials(state_dir: Path) -> tuple[str, str]:
+    """User and password that guard Weaviate's internal data port, created on first use.
+
+    The port serves stored objects to anyone who can connect unless the cluster API has
+    credentials; a secret of this state directory, readable only by its owner, means no
+    default password is ever published.
+    """
+    path = state_dir / "secrets" / "weaviate-cluster-password"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return CLUSTER_USER, path.read_text().strip()
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(password)
+    return CLUSTER_USER, password
 
 
 def minio_plan(settings: TwinSettings, binary: Path) -> ServicePlan:
@@ -62,14 +89,15 @@ def minio_plan(settings: TwinSettings, binary: Path) -> ServicePlan:
 
 
 def weaviate_plan(settings: TwinSettings, binary: Path) -> ServicePlan:
-    """Weaviate as a single-node cluster on loopback with API-key authentication.
+    """Weaviate as a single-node cluster with API-key authentication.
 
-    Its gRPC listener has no bind-address option and listens on all interfaces; every
-    other listener (REST, gossip, data, Raft) is bound to loopback.
+    REST, gossip and Raft are bound to loopback; gRPC and the data port cannot be (see the
+    module docstring) and require the API key and the cluster credentials respectively.
     """
     weaviate, stack = settings.weaviate, settings.stack
     data_dir = stack.state_dir / "data" / "weaviate"
     raft = stack.weaviate_raft_port
+    cluster_user, cluster_password = cluster_credentials(stack.state_dir)
     env = {
         "PERSISTENCE_DATA_PATH": str(data_dir),
         "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
@@ -81,6 +109,8 @@ def weaviate_plan(settings: TwinSettings, binary: Path) -> ServicePlan:
         "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
         "CLUSTER_GOSSIP_BIND_PORT": str(stack.weaviate_gossip_port),
         "CLUSTER_DATA_BIND_PORT": str(stack.weaviate_data_port),
+        "CLUSTER_BASIC_AUTH_USERNAME": cluster_user,
+        "CLUSTER_BASIC_AUTH_PASSWORD": cluster_password,
         "RAFT_PORT": str(raft),
         "RAFT_INTERNAL_RPC_PORT": str(raft + 1),
         "RAFT_BOOTSTRAP_EXPECT": "1",
