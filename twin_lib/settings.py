@@ -263,6 +263,70 @@ class TrainingSettings(BaseModel):
     checkpoints_kept: int = Field(default=2, ge=1)
 
 
+class OpenAIEndpointSettings(BaseModel):
+    """Any OpenAI-compatible chat-completions endpoint (vLLM, KServe, a hosted API, the twin)."""
+
+    base_url: str | None = Field(
+        default=None, description="e.g. http://host:8000/v1; None: no endpoint is configured"
+    )
+    api_key: SecretStr = SecretStr("unused")
+    model: str = "twin-generator"
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, description="attempts per request, retries included")
+    max_backoff_s: float = Field(default=30.0, gt=0, description="longest wait between attempts")
+    max_concurrency: int = Field(default=4, ge=1, description="requests in flight at once")
+    temperature: float = Field(default=0.7, ge=0)
+    max_tokens: int = Field(default=1024, ge=1, description="completion tokens per request")
+
+
+class ResponderSettings(BaseModel):
+    """Who writes the rejected answers of the preference dataset: the base model or an endpoint."""
+
+    kind: str = Field(default="local", pattern="^(local|endpoint)$")
+    endpoint: OpenAIEndpointSettings = Field(default_factory=OpenAIEndpointSettings)
+    max_new_tokens: int = Field(default=128, ge=1)
+    min_new_tokens: int = Field(
+        default=1, ge=0, description="keeps a weak base model from answering with nothing"
+    )
+    batch_size: int = Field(default=8, ge=1)
+    do_sample: bool = Field(default=False, description="False: greedy decoding")
+    temperature: float = Field(default=0.8, gt=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = 0
+
+
+class DatasetSettings(BaseModel):
+    """How instruction and preference datasets are generated, deduplicated, split and checked."""
+
+    generator: str = Field(
+        default="auto",
+        pattern="^(auto|offline|llm)$",
+        description="auto: the LLM generator when llm.base_url is set, else offline",
+    )
+    llm: OpenAIEndpointSettings = Field(default_factory=OpenAIEndpointSettings)
+    llm_batch_size: int = Field(default=4, ge=1, description="passages per LLM request")
+    responder: ResponderSettings = Field(default_factory=ResponderSettings)
+    system_prompt: str = Field(
+        default="You are the digital twin of {author}. Write as {author} writes: the same "
+        "voice, style, vocabulary and opinions.",
+        description="the system turn of every example; {author} is replaced by the author",
+    )
+    seed: int = 42
+    test_fraction: float = Field(default=0.1, ge=0, lt=1)
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Jaccard similarity of word shingles"
+    )
+    shingle_words: int = Field(default=5, ge=1)
+    minhash_permutations: int = Field(default=64, ge=8)
+    minhash_bands: int = Field(default=16, ge=1)
+    min_answer_tokens: int = Field(default=4, ge=1, description="base-model tokens")
+    max_example_tokens: int = Field(
+        default=2048, ge=16, description="base-model tokens of a whole rendered example"
+    )
+    max_failure_rate: float = Field(default=0.2, ge=0, le=1)
+    quarantine_prefix: str = "quarantine"
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -281,6 +345,7 @@ class TwinSettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     log_level: str = "INFO"
     log_json: bool = False

@@ -1,0 +1,122 @@
+"""A scripted stand-in for a hosted LLM API, speaking OpenAI's chat-completions protocol.
+
+No model that can write JSON runs on these machines, so tests of the LLM generator talk to
+this HTTP server on loopback through the real ``openai`` client instead. It answers like a
+hosted API would: the first request is refused with 429 and a ``Retry-After`` header, the
+second with a 500, and after that every request gets a completion with ``usage``. Passages
+marked ``MALFORMED`` get a reply that is not JSON, passages marked ``SKIPPED`` are left out of
+an otherwise valid JSON reply, and a conversation without passages gets a plain answer.
+Everything the server sent is recorded for the test to compare with what the client counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_PASSAGE = re.compile(r'<passage index="(\d+)"[^>]*>\n(.*?)\n</passage>', re.DOTALL)
+PLAIN_ANSWER = "I would answer that in general terms."
+
+
+@dataclass
+class Script:
+    retry_after_s: int = 1
+    statuses: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    malformed_replies: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def instruction_for(passage: str) -> str:
+    return f"What do you think about {' '.join(passage.split()[:4])}?"
+
+
+def _reply_text(user: str) -> str:
+    passages = [(int(i), text) for i, text in _PASSAGE.findall(user)]
+    if not passages:
+        return PLAIN_ANSWER
+    if any("MALFORMED" in text for _, text in passages):
+        return 'Sure! Here are the instructions: {"items": [{"index": 0, "instruction": '
+    items = [
+        {"index": i, "instruction": instruction_for(text)}
+        for i, text in passages
+        if "SKIPPED" not in text
+    ]
+    return json.dumps({"items": items})
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with script.lock:
+                number = len(script.statuses) + 1
+                status = {1: 429, 2: 500}.get(number, 200)
+                script.statuses.append(status)
+            if status == 429:
+                error = {"error": {"message": "rate limited", "type": "rate_limit"}}
+                self._send(429, error, {"Retry-After": str(script.retry_after_s)})
+                return
+            if status == 500:
+                self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
+                return
+            user = next(m["content"] for m in request["messages"] if m["role"] == "user")
+            text = _reply_text(user)
+            usage = {"prompt_tokens": len(user.split()), "completion_tokens": len(text.split())}
+            with script.lock:
+                script.prompt_tokens += usage["prompt_tokens"]
+                script.completion_tokens += usage["completion_tokens"]
+                script.malformed_replies += text.startswith("Sure!")
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-{number}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": request["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {**usage, "total_tokens": sum(usage.values())},
+                },
+            )
+
+    return Handler
+
+
+@contextmanager
+def scripted_openai_server() -> Iterator[tuple[str, Script]]:
+    """``(base_url, script)`` of a server on a free loopback port, stopped on exit."""
+    script = Script()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,1 @@
+"""Instruction and preference datasets from the feature store: pure stages, no I/O."""
