@@ -11,9 +11,11 @@ Imports are inside the functions because each runs alone in the components image
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
-from twin_lib.settings import KfpSettings
+from twin_lib.settings import load_settings
 
-IMAGE = KfpSettings().components_image
+# What a component used on its own runs in; inside a pipeline, pipelines.platform.for_cluster
+# sets each task's image from the settings of the compile.
+IMAGE = load_settings().kfp.components_image
 
 
 def _component(func):  # noqa: ANN001, ANN202 - decorator factory shared by every step

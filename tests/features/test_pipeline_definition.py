@@ -1,12 +1,35 @@
+"""The compiled feature pipeline is what a cluster needs: injection, caching, resources, image."""
+
 from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dotenv import dotenv_values
 
 from pipelines.catalog import PIPELINES
 from pipelines.feature_pipeline import COMPILED, compile_pipeline, feature_pipeline
+from tests.support.pipeline_specs import (
+    FEATURE_SERVICE_TASKS,
+    FEATURE_SIDE_EFFECT_TASKS,
+    cluster_problems,
+    tasks,
+)
+
+PLATFORM_ENV = Path(__file__).resolve().parents[2] / "manifests/components/platform-env"
+ENDPOINTS = dotenv_values(PLATFORM_ENV / "endpoints.env")
+CREDENTIALS = dotenv_values(PLATFORM_ENV / "secrets/credentials.env.example")
 
 
 def _spec(text: str) -> list[str]:
     """The YAML without KFP's header comment, whose dict ordering varies between processes."""
     return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def _views(text: str) -> list:
+    pipeline_spec, platform_spec = list(yaml.safe_load_all(text))
+    return tasks(pipeline_spec, platform_spec)
 
 
 def test_compiled_yaml_is_current(tmp_path):
@@ -20,8 +43,56 @@ def test_catalog_exposes_the_feature_pipeline():
     assert PIPELINES["feature"] is feature_pipeline
 
 
-def test_every_step_uses_the_project_image_and_reports_to_the_ui():
+def test_every_task_is_ready_for_a_cluster():
+    views = _views(COMPILED.read_text())
+    assert len(views) == 8
+    problems = cluster_problems(
+        views, ENDPOINTS, CREDENTIALS, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS
+    )
+    assert problems == []
+
+
+def test_embed_gets_the_most_memory():
+    def memory(task) -> float:
+        return task.resources["memoryLimit"]
+
+    views = {task.name: task for task in _views(COMPILED.read_text())}
+    assert memory(views["embed"]) == max(memory(task) for task in views.values())
+    assert views["embed"].resources["cpuRequest"] > views["crawl"].resources["cpuRequest"]
+
+
+def test_components_image_comes_from_settings_at_compile_time(tmp_path, monkeypatch):
+    image = "registry.example.test/team/twin-components:7"
+    monkeypatch.setenv("TWIN_KFP__COMPONENTS_IMAGE", image)
+    views = _views(compile_pipeline(tmp_path / "pipeline.yaml").read_text())
+    assert {task.image for task in views} == {image}
+
+
+def test_steps_report_to_the_ui_and_install_nothing_at_run_time():
     text = COMPILED.read_text()
-    assert text.count("image: ghcr.io/llm-twin/components:") == 8
     assert "system.HTML" in text and "system.Metrics" in text and "system.Dataset" in text
     assert "pip install" not in text
+
+
+@pytest.mark.parametrize("flip", ["cached", "uncached", "no-retry", "no-secret"])
+def test_cluster_check_catches_each_mistake(flip):
+    """The check above is not vacuous: each kind of mistake in one task is reported."""
+    pipeline_spec, platform_spec = list(yaml.safe_load_all(COMPILED.read_text()))
+    dag = pipeline_spec["root"]["dag"]["tasks"]
+    executors = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    if flip == "cached":
+        dag["crawl"]["cachingOptions"] = {"enableCache": True}
+    elif flip == "uncached":
+        dag["embed"]["cachingOptions"] = {}
+    elif flip == "no-retry":
+        del dag["load"]["retryPolicy"]
+    else:
+        del executors["exec-plan-sync"]["secretAsEnv"]
+    problems = cluster_problems(
+        tasks(pipeline_spec, platform_spec),
+        ENDPOINTS,
+        CREDENTIALS,
+        FEATURE_SIDE_EFFECT_TASKS,
+        FEATURE_SERVICE_TASKS,
+    )
+    assert len(problems) == 1

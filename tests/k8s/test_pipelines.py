@@ -5,9 +5,16 @@ No `from __future__ import annotations` here: KFP reads the component annotation
 
 from pathlib import Path
 
-from kfp import dsl
+from dotenv import dotenv_values
+from kfp import dsl, kubernetes
 
 from tests.k8s.conftest import MANIFESTS
+from tests.support.pipeline_specs import (
+    FEATURE_SERVICE_TASKS,
+    FEATURE_SIDE_EFFECT_TASKS,
+    cluster_problems,
+    tasks,
+)
 from twin_lib.k8s import pipelines, validate
 from twin_lib.settings import TwinSettings
 
@@ -40,6 +47,34 @@ def test_version_name_follows_the_spec() -> None:
     again = pipelines.pipeline_documents("tiny", _tiny)[1]["metadata"]["name"]
     other = pipelines.pipeline_documents("tiny", _count)[1]["metadata"]["name"]
     assert first == again != other
+
+
+@dsl.pipeline(name="tiny", description="Counts characters.")
+def _tiny_with_secret(text: str = "twin") -> None:
+    kubernetes.use_secret_as_env(_count(text=text), "twin-credentials", {"K": "K"})
+
+
+def test_version_name_follows_the_platform_spec() -> None:
+    """Injecting a Secret changes only the platform spec; it must still be a new version."""
+    plain = pipelines.pipeline_documents("tiny", _tiny)[1]["metadata"]["name"]
+    injected = pipelines.pipeline_documents("tiny", _tiny_with_secret)[1]["metadata"]["name"]
+    assert plain != injected
+
+
+def test_committed_feature_version_is_ready_for_a_cluster() -> None:
+    docs = validate.documents((MANIFESTS / "pipelines/twin-feature.yaml").read_text())
+    (version,) = [doc for doc in docs if doc["kind"] == "PipelineVersion"]
+    views = tasks(version["spec"]["pipelineSpec"], version["spec"].get("platformSpec"))
+    platform_env = MANIFESTS / "components/platform-env"
+    problems = cluster_problems(
+        views,
+        dotenv_values(platform_env / "endpoints.env"),
+        dotenv_values(platform_env / "secrets/credentials.env.example"),
+        FEATURE_SIDE_EFFECT_TASKS,
+        FEATURE_SERVICE_TASKS,
+    )
+    assert len(views) == 8
+    assert problems == []
 
 
 def test_broken_pipeline_spec_is_reported() -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kfp import compiler
+from kfp import compiler, dsl
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
+from kfp.dsl.graph_component import GraphComponent
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,25 @@ def load_catalog() -> dict[str, Any]:
     return dict(module.PIPELINES)
 
 
+def rebuild(pipeline: Any) -> Any:
+    """The pipeline with its graph built again from its function, now.
+
+    ``@dsl.pipeline`` builds the graph once, when the module is imported, so settings read
+    while building it (the components image) would be those of that moment. Compiling a
+    rebuilt pipeline makes them those of the compile, e.g. ``TWIN_KFP__COMPONENTS_IMAGE``
+    set for ``twin manifests pipelines``. Single components are returned as they are.
+    """
+    if not isinstance(pipeline, GraphComponent):
+        return pipeline
+    spec = pipeline.component_spec
+    return dsl.pipeline(
+        name=spec.name,
+        description=spec.description,
+        display_name=spec.implementation.graph.pipeline_info.display_name or None,
+        pipeline_config=pipeline.pipeline_config,
+    )(pipeline.pipeline_func)
+
+
 def pipeline_documents(key: str, pipeline: Any) -> list[dict[str, Any]]:
     """Compile one pipeline to its Pipeline and PipelineVersion objects."""
     name = object_name(key)
@@ -56,7 +76,7 @@ def pipeline_documents(key: str, pipeline: Any) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / f"{name}.yaml"
         compiler.Compiler().compile(
-            pipeline,
+            rebuild(pipeline),
             str(path),
             kubernetes_manifest_format=True,
             kubernetes_manifest_options=options,
@@ -64,7 +84,9 @@ def pipeline_documents(key: str, pipeline: Any) -> list[dict[str, Any]]:
         docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     for doc in docs:
         if doc["kind"] == "PipelineVersion":
-            spec = json.dumps(doc["spec"]["pipelineSpec"], sort_keys=True)
+            # The platform spec (injected env, caching-related settings) is part of what runs.
+            versioned = {k: doc["spec"].get(k) for k in ("pipelineSpec", "platformSpec")}
+            spec = json.dumps(versioned, sort_keys=True)
             digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
             doc["metadata"]["name"] = f"{name}-{digest}"
             doc["spec"]["displayName"] = f"{name}-{digest}"

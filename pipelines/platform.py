@@ -1,0 +1,159 @@
+"""How every task of every compiled pipeline runs on the cluster, decided in one place.
+
+A pipeline builds its graph and passes each task through :func:`for_cluster` with the
+task's :class:`StepProfile` from :data:`STEP_PROFILES`. That one call gives the task:
+
+- the endpoints of the ``twin-endpoints`` ConfigMap and the credentials of the
+  ``twin-credentials`` Secret as the ``TWIN_*`` variables ``twin_lib.settings`` reads
+  (``manifests/components/platform-env`` generates both; a test keeps the key lists equal);
+- the components image from the settings *at compile time* (``TWIN_KFP__COMPONENTS_IMAGE``);
+- caching only where a step is pure: a step with side effects (crawling, quarantine writes,
+  reading the feature store's current state, loading) must run again on a nightly refresh
+  whose inputs did not change;
+- CPU and memory requests and limits, and retries with exponential backoff for steps that
+  talk to services (a restarting MinIO or Weaviate should not fail the run).
+
+Another pipeline (training, evaluation, deployment) reuses this by adding its steps to
+``STEP_PROFILES`` (or passing its own ``StepProfile``) and calling ``for_cluster(task,
+STEP_PROFILES["its-step"])`` on each task; a GPU step sets ``accelerator`` in its profile.
+Under ``kfp.local`` these settings are recorded but not enforced: the subprocess runner
+ignores the image, the platform spec, resources and retries.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl, kubernetes
+from pydantic import BaseModel, ConfigDict, Field
+
+from twin_lib.settings import KfpSettings, load_settings
+
+ENDPOINTS_CONFIG_MAP = "twin-endpoints"
+CREDENTIALS_SECRET = "twin-credentials"
+
+# The keys of manifests/components/platform-env/endpoints.env and secrets/credentials.env;
+# each key is the environment variable it becomes (tests/k8s/test_consistency.py compares).
+ENDPOINT_KEYS: tuple[str, ...] = (
+    "TWIN_MINIO__ENDPOINT",
+    "TWIN_MINIO__SECURE",
+    "TWIN_WEAVIATE__HTTP_HOST",
+    "TWIN_WEAVIATE__HTTP_PORT",
+    "TWIN_WEAVIATE__GRPC_HOST",
+    "TWIN_WEAVIATE__GRPC_PORT",
+    "TWIN_ARGILLA__URL",
+    "TWIN_KFP__HOST",
+    "TWIN_KFP__NAMESPACE",
+    "TWIN_KFP__COMPONENTS_IMAGE",
+    "TWIN_KUBERNETES__NAMESPACE",
+    "TWIN_LOG_JSON",
+)
+CREDENTIAL_KEYS: tuple[str, ...] = (
+    "TWIN_MINIO__ACCESS_KEY",
+    "TWIN_MINIO__SECRET_KEY",
+    "TWIN_WEAVIATE__API_KEY",
+    "TWIN_ARGILLA__API_KEY",
+)
+
+
+class StepProfile(BaseModel):
+    """What one kind of step needs from the cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    side_effects: bool = Field(
+        description="writes or reads changing state outside its inputs: never from cache"
+    )
+    uses_services: bool = Field(description="talks to MinIO, Weaviate or the web: retried")
+    accelerator: str | None = Field(
+        default=None, description="e.g. nvidia.com/gpu; one per task when set"
+    )
+
+
+# Light steps stream JSON lines; embed holds the model and a batch of chunks (the heavy one).
+_LIGHT = {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "512Mi"}
+STEP_PROFILES: dict[str, StepProfile] = {
+    "crawl": StepProfile(**_LIGHT, memory_limit="2Gi", side_effects=True, uses_services=True),
+    "validate-documents": StepProfile(
+        cpu_request="500m",
+        cpu_limit="1",
+        memory_request="1Gi",
+        memory_limit="2Gi",
+        side_effects=True,
+        uses_services=True,
+    ),
+    "plan-sync": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=True, uses_services=True),
+    "clean": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=False, uses_services=False),
+    "chunk": StepProfile(
+        cpu_request="500m",
+        cpu_limit="1",
+        memory_request="1Gi",
+        memory_limit="2Gi",
+        side_effects=False,
+        uses_services=False,
+    ),
+    "embed": StepProfile(
+        cpu_request="2",
+        cpu_limit="4",
+        memory_request="4Gi",
+        memory_limit="8Gi",
+        side_effects=False,
+        uses_services=False,
+    ),
+    "validate-chunks": StepProfile(
+        cpu_request="500m",
+        cpu_limit="1",
+        memory_request="1Gi",
+        memory_limit="2Gi",
+        side_effects=True,
+        uses_services=True,
+    ),
+    "load": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=True, uses_services=True),
+}
+
+RETRIES = 3
+RETRY_BACKOFF = "30s"
+RETRY_BACKOFF_FACTOR = 2.0
+RETRY_BACKOFF_MAX = "600s"
+
+
+def for_cluster(
+    task: dsl.PipelineTask,
+    profile: StepProfile | None = None,
+    kfp_settings: KfpSettings | None = None,
+) -> dsl.PipelineTask:
+    """Give ``task`` the platform's environment, image, caching, resources and retries.
+
+    ``profile`` defaults to the entry of ``STEP_PROFILES`` named like the task (its
+    component's name). ``kfp_settings`` defaults to the settings read now, so compiling with
+    ``TWIN_KFP__COMPONENTS_IMAGE`` set puts that image into the compiled pipeline.
+    """
+    if profile is None:
+        if task.name not in STEP_PROFILES:
+            raise KeyError(
+                f"no step profile for task {task.name!r}: add it to STEP_PROFILES in "
+                "pipelines/platform.py or pass a StepProfile"
+            )
+        profile = STEP_PROFILES[task.name]
+    image = (kfp_settings or load_settings().kfp).components_image
+    # Each task owns a copy of its component's container spec; KFP has no setter for it.
+    task.container_spec.image = image
+    kubernetes.use_config_map_as_env(
+        task, ENDPOINTS_CONFIG_MAP, {key: key for key in ENDPOINT_KEYS}
+    )
+    kubernetes.use_secret_as_env(task, CREDENTIALS_SECRET, {key: key for key in CREDENTIAL_KEYS})
+    task.set_caching_options(enable_caching=not profile.side_effects)
+    task.set_cpu_request(profile.cpu_request).set_cpu_limit(profile.cpu_limit)
+    task.set_memory_request(profile.memory_request).set_memory_limit(profile.memory_limit)
+    if profile.accelerator:
+        task.set_accelerator_type(profile.accelerator).set_accelerator_limit(1)
+    if profile.uses_services:
+        task.set_retry(
+            num_retries=RETRIES,
+            backoff_duration=RETRY_BACKOFF,
+            backoff_factor=RETRY_BACKOFF_FACTOR,
+            backoff_max_duration=RETRY_BACKOFF_MAX,
+        )
+    return task
