@@ -26,8 +26,19 @@ class CrawlSettings(BaseModel):
     user_agent: str = "llm-twin-crawler/0.1 (+https://github.com/llm-twin)"
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0
+    fetch_deadline_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="wall-clock limit of one fetch, redirects and retries included, so a "
+        "server that trickles bytes cannot hold the crawl",
+    )
     retries: int = Field(default=2, ge=0, description="retries after the first attempt")
     retry_backoff_s: float = 0.5
+    max_retry_after_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="longest Retry-After (429/503) honoured; a longer one fails the fetch",
+    )
     max_redirects: int = Field(default=5, ge=0)
     max_response_bytes: int = Field(default=5_000_000, ge=1024)
     rate_limit_per_host_s: float = Field(
@@ -41,6 +52,15 @@ class CrawlSettings(BaseModel):
     )
     max_feed_entries: int = Field(default=200, ge=1)
     max_file_bytes: int = Field(default=200_000, ge=1, description="repository/folder file cap")
+    max_archive_member_bytes: int = Field(
+        default=50_000_000, ge=1, description="largest export-archive member read"
+    )
+    max_archive_total_bytes: int = Field(
+        default=200_000_000, ge=1, description="uncompressed bytes read from one archive"
+    )
+    max_compression_ratio: float = Field(
+        default=100.0, gt=1, description="archive members packed tighter are refused as bombs"
+    )
     git_timeout_s: float = 120.0
 
 

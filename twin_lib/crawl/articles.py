@@ -8,7 +8,7 @@ import feedparser
 
 from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
 from twin_lib.crawl.errors import CrawlError
-from twin_lib.crawl.extraction import decode_html, extract_main_text
+from twin_lib.crawl.extraction import NoMainTextError, decode_html, extract_main_text
 from twin_lib.crawl.fetcher import FetchedPage
 from twin_lib.domain import Category, RawDocument
 
@@ -48,9 +48,10 @@ def article_from_page(page: FetchedPage, *, origin: str, context: CrawlContext) 
         raise CrawlError(page.url, f"binary content served as {page.content_type}; not an article")
     if page.content_type not in _HTML_TYPES:
         raise CrawlError(page.url, f"unsupported content type {page.content_type}")
-    extracted = extract_main_text(decode_html(page.body, page.charset), url=page.url)
-    if extracted is None:
-        raise CrawlError(page.url, "no main text found on the page")
+    try:
+        extracted = extract_main_text(decode_html(page.body, page.charset), url=page.url)
+    except NoMainTextError as exc:
+        raise CrawlError(page.url, exc.reason) from exc
     return RawDocument.create(
         text=extracted.text,
         title=extracted.title,

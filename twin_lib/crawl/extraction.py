@@ -1,15 +1,41 @@
-"""Main-text extraction from HTML, delegated to trafilatura rather than hand-written regexes."""
+"""Main-text extraction from HTML, delegated to maintained libraries rather than regexes.
+
+Decoding: a charset the server or the page's ``<meta>`` declares is trusted only if the
+body decodes with it; otherwise charset_normalizer detects one, and ftfy repairs text
+that was mis-decoded before it reached us (UTF-8 read as Latin-1). Extraction:
+trafilatura finds the article body after permalink marks are removed from the tree; a
+page whose only text asks to enable JavaScript is refused, not stored.
+"""
 
 from __future__ import annotations
 
-import codecs
 import re
 from dataclasses import dataclass
 
+import charset_normalizer
+import ftfy
 import trafilatura
+from charset_normalizer.utils import any_specified_encoding
+from lxml.html import HtmlElement
 
-# The HTML standard's encoding prescan: a charset declared in a <meta> tag near the top.
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+# The anchor text of heading links (Sphinx "headerlink", Hugo/Jekyll/MkDocs anchors).
+_PERMALINK_MARKS = frozenset({"¶", "#", "🔗", "§", "⚓", "link", "permalink"})
+# "Please enable JavaScript", "You need to enable JavaScript to run this app", ...
+_SCRIPT_SHELL = re.compile(
+    r"\b(enable|turn on|activate|requires?|need)\b[^.\n]{0,40}\bjavascript\b"
+    r"|\bjavascript\b[^.\n]{0,40}\b(disabled|required|is off|must be enabled)\b",
+    re.IGNORECASE,
+)
+# Below this many words, a page that mentions enabling JavaScript is the shell, not an essay.
+_SHELL_MAX_WORDS = 80
+
+
+class NoMainTextError(Exception):
+    """The HTML holds no text written by the author; ``reason`` says what it is instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -21,33 +47,46 @@ class ExtractedText:
     url: str | None
 
 
-def declared_charset(body: bytes) -> str | None:
-    """The charset a page declares in its first kilobyte, if Python knows it."""
-    match = _META_CHARSET.search(body[:1024])
-    if match is None:
-        return None
-    try:
-        return codecs.lookup(match.group(1).decode("ascii")).name
-    except LookupError:
-        return None
-
-
 def decode_html(body: bytes, charset: str | None) -> str:
-    """HTTP header charset first, then the page's meta declaration, then byte sniffing."""
-    for candidate in (charset, declared_charset(body)):
+    """The page's text, decoded with the charset that fits it and repaired by ftfy."""
+    return ftfy.fix_encoding(_decode(body, charset))
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """Header charset, then the page's own declaration, each only if the bytes fit it."""
+    for candidate in (charset, any_specified_encoding(body[:4096])):
         if candidate:
             try:
-                return body.decode(candidate, errors="replace")
-            except LookupError:
-                continue
-    return trafilatura.utils.decode_file(body)
+                return body.decode(candidate)
+            except (LookupError, UnicodeDecodeError):
+                continue  # wrong or unknown: detect rather than replace characters
+    best = charset_normalizer.from_bytes(body, preemptive_behaviour=True).best()
+    return str(best) if best is not None else body.decode("utf-8", errors="replace")
 
 
-def extract_main_text(html: str, url: str | None = None) -> ExtractedText | None:
-    """None when the page has no recognisable main text (a menu, an error page, a binary)."""
+def extract_main_text(html: str, url: str | None = None) -> ExtractedText:
+    """The article of a page; ``NoMainTextError`` for a menu, an error page or a script shell."""
+    tree = trafilatura.load_html(html)
+    if tree is None:
+        raise NoMainTextError("not parseable as HTML")
+    _drop_permalinks(tree)
     document = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True
+        tree, url=url, with_metadata=True, include_comments=False, include_tables=True
     )
-    if document is None or not (document.text or "").strip():
-        return None
+    text = (document.text or "").strip() if document is not None else ""
+    if not text:
+        raise NoMainTextError("no main text found on the page")
+    if len(text.split()) <= _SHELL_MAX_WORDS and _SCRIPT_SHELL.search(text):
+        raise NoMainTextError(
+            "the page is a script-rendered shell asking to enable JavaScript; its text is not "
+            "in the HTML. Link to the article itself or to the site's feed"
+        )
     return ExtractedText(title=document.title or "", text=document.text, url=document.url)
+
+
+def _drop_permalinks(tree: HtmlElement) -> None:
+    """Remove in-page links whose whole text is a permalink mark (``<a href="#x">¶</a>``)."""
+    for anchor in tree.xpath("//a[starts-with(@href, '#')]"):
+        label = anchor.text_content().replace("\ufe0f", "").strip().lower()
+        if label in _PERMALINK_MARKS:
+            anchor.drop_tree()

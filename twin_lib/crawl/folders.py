@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
 from twin_lib.crawl.errors import CrawlError
-from twin_lib.crawl.extraction import extract_main_text
-from twin_lib.crawl.text_files import read_text, skip_reason
+from twin_lib.crawl.extraction import NoMainTextError, extract_main_text
+from twin_lib.crawl.text_files import (
+    VENDORED_DIRS,
+    link_verdict,
+    read_regular_file,
+    skip_reason,
+)
 from twin_lib.domain import Category, RawDocument
 
 logger = logging.getLogger(__name__)
@@ -23,34 +30,25 @@ def crawl_folder(source: str, context: CrawlContext) -> CrawlOutcome:
     if not root.is_dir():
         raise CrawlError(source, "not a directory; pass an existing folder")
     outcome = CrawlOutcome()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        suffix = path.suffix.lower()
-        if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES or skip_reason(_posix(relative)):
+    for relative, linked_directory in walk_source(root):
+        suffix = relative.suffix.lower()
+        if not linked_directory and (
+            suffix not in TEXT_SUFFIXES | HTML_SUFFIXES or skip_reason(relative)
+        ):
             continue
-        text, reason = read_text(path, context.settings.max_file_bytes)
-        title = _title_from_text(text or "", fallback=path.stem)
-        if text is not None and suffix in HTML_SUFFIXES:
-            extracted = extract_main_text(text, url=path.as_uri())
-            text, reason = (extracted.text, None) if extracted else (None, "no main text in HTML")
-            title = (extracted.title or path.stem) if extracted else title
-        if text is None:
-            outcome.failures.append(CrawlFailure(source, path.as_uri(), reason or "unreadable"))
+        if linked_directory or (root / relative).is_symlink():
+            verdict = link_verdict(root, relative)
+            if verdict.refused:
+                uri = (root / relative).as_uri()
+                outcome.failures.append(CrawlFailure(source, uri, verdict.reason or ""))
             continue
-        outcome.documents.append(
-            RawDocument.create(
-                text=text,
-                title=title,
-                author=context.author,
-                source_url=path.as_uri(),
-                origin=source,
-                category=context.category or Category.ARTICLE,
-                metadata={"path": relative.as_posix()},
-                crawled_at=context.crawled_at,
-            )
-        )
+        document, reason = _document(root, relative, source, context)
+        if document is None:
+            outcome.failures.append(CrawlFailure(source, (root / relative).as_uri(), reason))
+        else:
+            outcome.documents.append(document)
     logger.info(
-        "folder %s: %d documents, %d unreadable",
+        "folder %s: %d documents, %d unreadable or refused",
         source,
         len(outcome.documents),
         len(outcome.failures),
@@ -58,8 +56,47 @@ def crawl_folder(source: str, context: CrawlContext) -> CrawlOutcome:
     return outcome
 
 
-def _posix(relative: Path) -> PurePosixPath:
-    return PurePosixPath(relative.as_posix())
+def walk_source(root: Path) -> Iterator[tuple[PurePosixPath, bool]]:
+    """(path relative to ``root``, is a link to a directory) for every entry below ``root``.
+
+    Links to directories are never descended (they may lead anywhere, or loop); nested
+    ``.git`` and vendored directories are pruned. Files come sorted so runs are reproducible.
+    """
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        base = Path(directory)
+        links = sorted(name for name in subdirs if (base / name).is_symlink())
+        subdirs[:] = sorted(n for n in subdirs if n not in links and n not in VENDORED_DIRS)
+        for name in links:
+            yield PurePosixPath((base / name).relative_to(root).as_posix()), True
+        for name in sorted(files):
+            yield PurePosixPath((base / name).relative_to(root).as_posix()), False
+
+
+def _document(
+    root: Path, relative: PurePosixPath, source: str, context: CrawlContext
+) -> tuple[RawDocument | None, str]:
+    uri = (root / relative).as_uri()
+    read = read_regular_file(root, relative, context.settings.max_file_bytes)
+    if read.text is None:
+        return None, read.reason or "unreadable"
+    text, title = read.text, _title_from_text(read.text, fallback=relative.stem)
+    if relative.suffix.lower() in HTML_SUFFIXES:
+        try:
+            extracted = extract_main_text(read.text, url=uri)
+        except NoMainTextError as exc:
+            return None, exc.reason
+        text, title = extracted.text, extracted.title or relative.stem
+    document = RawDocument.create(
+        text=text,
+        title=title,
+        author=context.author,
+        source_url=uri,
+        origin=source,
+        category=context.category or Category.ARTICLE,
+        metadata={"path": relative.as_posix()},
+        crawled_at=context.crawled_at,
+    )
+    return document, ""
 
 
 def _title_from_text(text: str, fallback: str) -> str:

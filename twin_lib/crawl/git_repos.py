@@ -1,4 +1,4 @@
-"""Git repositories, remote or local, cloned shallow and walked file by file.
+"""Git repositories, remote or local, cloned shallow and read blob by blob.
 
 Each tracked text file becomes one repository document, so that an edit to one file
 replaces only that file's chunks and a deleted file's chunks are removed.
@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from twin_lib.crawl.context import CrawlContext, CrawlOutcome
+from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.safety import GIT_SCHEMES, check_url
-from twin_lib.crawl.text_files import read_text, skip_reason
+from twin_lib.crawl.text_files import FileRead, skip_reason, text_from_bytes
 from twin_lib.domain import Category, RawDocument
 
 logger = logging.getLogger(__name__)
 
 _KNOWN_FORGES = frozenset({"github.com", "gitlab.com", "bitbucket.org", "codeberg.org"})
+_SYMLINK = "120000"
+_GITLINK = "160000"  # a submodule or a nested repository: a commit of another repository
+_READABLE_MODES = frozenset({"100644", "100755", _SYMLINK})
 
 
 def is_git_source(source: str) -> bool:
@@ -36,39 +41,60 @@ def is_git_source(source: str) -> bool:
     return local.is_dir() and (local / ".git").exists()
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """One path of the commit's tree, as ``git ls-tree`` lists it."""
+
+    mode: str
+    oid: str
+    path: PurePosixPath
+
+
 def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
-    """Shallow-clone the repository into a temporary directory and read its text files."""
+    """Clone the repository's last commit without a work tree and read its text blobs.
+
+    Nothing is checked out, so no link, hook or filter of the repository ever touches the
+    file system: every file is read from git's object store, links are judged from their
+    target path alone, and blobs over the cap are not even downloaded.
+    """
     local = Path(source).expanduser()
     if local.is_dir():
-        clone_url, base_url = local.resolve().as_uri(), local.resolve().as_uri()
+        clone_url = base_url = local.resolve().as_uri()
     else:
         check_url(
             source, schemes=GIT_SCHEMES, allow_private=context.settings.allow_private_addresses
         )
         clone_url, base_url = source, source.removesuffix(".git")
+    outcome = CrawlOutcome()
     with tempfile.TemporaryDirectory(prefix="twin-clone-") as workdir:
-        checkout = Path(workdir) / "repo"
-        _shallow_clone(source, clone_url, checkout, context)
-        outcome = CrawlOutcome()
-        skipped = 0
-        for relative in _tracked_files(source, checkout, context):
-            if skip_reason(relative):
+        repo = Path(workdir) / "repo.git"
+        _clone(source, clone_url, repo, context, local=local.is_dir())
+        entries = _tree(source, repo, context)
+        wanted = [e for e in entries if e.mode in _READABLE_MODES and not skip_reason(e.path)]
+        blobs, filtered = _read_blobs(source, repo, [e.oid for e in wanted], context)
+        skipped = len(entries) - len(wanted)
+        for entry in entries:
+            if entry.mode == _GITLINK:
+                reason = "submodule or nested repository; not crawled (add it as a source)"
+                outcome.failures.append(CrawlFailure(source, f"{base_url}#{entry.path}", reason))
+        for entry in wanted:
+            read = _entry_text(entry, blobs, filtered, context.settings.max_file_bytes)
+            if read.text is None:
                 skipped += 1
-                continue
-            text, reason = read_text(checkout / relative, context.settings.max_file_bytes)
-            if text is None:
-                logger.debug("skipping %s in %s: %s", relative, source, reason)
-                skipped += 1
+                logger.debug("skipping %s in %s: %s", entry.path, source, read.reason)
+                if read.refused:
+                    url = f"{base_url}#{entry.path}"
+                    outcome.failures.append(CrawlFailure(source, url, read.reason or ""))
                 continue
             outcome.documents.append(
                 RawDocument.create(
-                    text=text,
-                    title=str(relative),
+                    text=read.text,
+                    title=str(entry.path),
                     author=context.author,
-                    source_url=f"{base_url}#{relative}",
+                    source_url=f"{base_url}#{entry.path}",
                     origin=source,
                     category=context.category or Category.REPOSITORY,
-                    metadata={"path": str(relative), "repository": base_url},
+                    metadata={"path": str(entry.path), "repository": base_url},
                     crawled_at=context.crawled_at,
                 )
             )
@@ -76,21 +102,65 @@ def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
     return outcome
 
 
-def _git(args: list[str], source: str, context: CrawlContext, cwd: Path | None = None) -> str:
-    protocols = ["http", "https", "git", "file"]
-    config: list[str] = ["-c", "protocol.allow=never"]
-    for protocol in protocols:
-        config += ["-c", f"protocol.{protocol}.allow=always"]
-    if not context.settings.allow_private_addresses:
-        config += ["-c", "http.followRedirects=false"]
+def _entry_text(
+    entry: TreeEntry, blobs: dict[str, bytes], filtered: set[str], max_bytes: int
+) -> FileRead:
+    if entry.oid in filtered:
+        return FileRead(
+            reason=f"over the {max_bytes}-byte cap; left on the server by the clone filter"
+        )
+    blob = blobs.get(entry.oid)
+    if blob is None:
+        return FileRead(reason=f"larger than the {max_bytes}-byte cap; not read")
+    if entry.mode == _SYMLINK:
+        return _link_verdict(entry.path, blob)
+    return text_from_bytes(blob, max_bytes)
+
+
+def _link_verdict(path: PurePosixPath, target: bytes) -> FileRead:
+    """A link is never followed: inside the repository it is an alias, else it is refused."""
+    text = target.decode("utf-8", errors="replace")
+    joined = posixpath.normpath(posixpath.join(str(path.parent), text))
+    if text.startswith("/") or joined == ".." or joined.startswith("../"):
+        return FileRead(reason=f"symbolic link to {text}, outside the repository", refused=True)
+    return FileRead(reason=f"symbolic link to {joined}, crawled under its own path")
+
+
+def git_config(*, local: bool, allow_private: bool) -> list[str]:
+    """``-c`` options that keep a clone from running code or reaching what it should not.
+
+    No transport but http(s) and git, plus ``file`` only for a local repository the user
+    named (a remote's submodule or alternate must not read this machine's repositories);
+    ``ext::`` never; no hooks; no credential prompts; no redirects to private addresses.
+    """
+    protocols = ["http", "https", "git", *(["file"] if local else [])]
+    config = ["protocol.allow=never", "protocol.ext.allow=never", "core.hooksPath=/dev/null"]
+    config += [f"protocol.{protocol}.allow=always" for protocol in protocols]
+    if not local:
+        config.append("protocol.file.allow=never")
+    if not allow_private:
+        config.append("http.followRedirects=false")
+    return [option for setting in config for option in ("-c", setting)]
+
+
+def _git(
+    args: list[str],
+    source: str,
+    context: CrawlContext,
+    *,
+    repo: Path | None = None,
+    local: bool = False,
+    stdin: bytes | None = None,
+) -> bytes:
+    config = git_config(local=local, allow_private=context.settings.allow_private_addresses)
+    location = ["--git-dir", str(repo)] if repo is not None else []
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     try:
         completed = subprocess.run(
-            ["git", *config, *args],
-            cwd=cwd,
+            ["git", *config, *location, *args],
+            input=stdin,
             env=env,
             capture_output=True,
-            text=True,
             timeout=context.settings.git_timeout_s,
             check=False,
         )
@@ -99,19 +169,63 @@ def _git(args: list[str], source: str, context: CrawlContext, cwd: Path | None =
     except subprocess.TimeoutExpired as exc:
         raise CrawlError(source, f"git timed out after {context.settings.git_timeout_s}s") from exc
     if completed.returncode != 0:
-        message = completed.stderr.strip().splitlines()[-1:] or ["unknown error"]
-        raise CrawlError(source, f"git {args[0]} failed: {message[0]}")
+        stderr = completed.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        raise CrawlError(source, f"git {args[0]} failed: {(stderr or ['unknown error'])[-1]}")
     return completed.stdout
 
 
-def _shallow_clone(source: str, url: str, checkout: Path, context: CrawlContext) -> None:
-    _git(
-        ["clone", "--depth", "1", "--single-branch", "--no-tags", "--quiet", url, str(checkout)],
-        source,
-        context,
-    )
+def _clone(source: str, url: str, repo: Path, context: CrawlContext, *, local: bool) -> None:
+    """A bare, shallow clone of the default branch; blobs over the cap stay on the server."""
+    limit = context.settings.max_file_bytes
+    args = ["clone", "--bare", "--depth", "1", "--single-branch", "--no-tags", "--quiet"]
+    args += [f"--filter=blob:limit={limit}", "--", url, str(repo)]
+    _git(args, source, context, local=local)
 
 
-def _tracked_files(source: str, checkout: Path, context: CrawlContext) -> list[PurePosixPath]:
-    listing = _git(["ls-files", "-z"], source, context, cwd=checkout)
-    return [PurePosixPath(name) for name in listing.split("\0") if name]
+def _tree(source: str, repo: Path, context: CrawlContext) -> list[TreeEntry]:
+    listing = _git(["ls-tree", "-r", "-z", "--full-tree", "HEAD"], source, context, repo=repo)
+    entries = []
+    for record in listing.decode("utf-8", errors="surrogateescape").split("\0"):
+        if record:
+            meta, path = record.split("\t", 1)
+            mode, _, oid = meta.split()
+            entries.append(TreeEntry(mode=mode, oid=oid, path=PurePosixPath(path)))
+    return entries
+
+
+def _read_blobs(
+    source: str, repo: Path, oids: list[str], context: CrawlContext
+) -> tuple[dict[str, bytes], set[str]]:
+    """Contents of the blobs present and within the cap, and the blobs the clone filtered.
+
+    Blobs the clone filter left on the server are never asked for (``cat-file`` would
+    fetch them lazily); sizes are checked before any content is read.
+    """
+    missing = {
+        line[1:]
+        for line in _git(
+            ["rev-list", "--objects", "--missing=print", "HEAD"], source, context, repo=repo
+        )
+        .decode()
+        .splitlines()
+        if line.startswith("?")
+    }
+    present = sorted({oid for oid in oids if oid not in missing})
+    request = "".join(f"{oid}\n" for oid in present).encode()
+    sizes = _git(["cat-file", "--batch-check"], source, context, repo=repo, stdin=request)
+    small = [
+        oid
+        for oid, _, size in (line.split() for line in sizes.decode().splitlines())
+        if int(size) <= context.settings.max_file_bytes
+    ]
+    request = "".join(f"{oid}\n" for oid in small).encode()
+    output = _git(["cat-file", "--batch"], source, context, repo=repo, stdin=request)
+    blobs: dict[str, bytes] = {}
+    position = 0
+    while position < len(output):
+        header_end = output.index(b"\n", position)
+        oid, _, size = output[position:header_end].decode().split()
+        start = header_end + 1
+        blobs[oid] = output[start : start + int(size)]
+        position = start + int(size) + 1
+    return blobs, missing

@@ -105,7 +105,11 @@ def crawl_sources(
     transport: httpx.BaseTransport | None = None,
     crawled_at: datetime | None = None,
 ) -> CrawlReport:
-    """Crawl every source; one failing source is recorded and does not stop the others."""
+    """Crawl every source; one failing source is recorded and does not stop the others.
+
+    Any exception of a crawler, not only ``CrawlError``, becomes that source's failure
+    with the exception's type and message; the source is then neither crawled nor complete.
+    """
     if not author.strip():
         raise ValueError("author is empty; pass the name of the person whose writing this is")
     report = CrawlReport()
@@ -127,6 +131,13 @@ def crawl_sources(
                     "[%d/%d] %s failed: %s", position, len(sources), source.url, exc.reason
                 )
                 report.failures.append(CrawlFailure(source.url, exc.source, exc.reason))
+                continue
+            except Exception as exc:  # a bug or an unforeseen input must not cost the others
+                logger.exception(
+                    "[%d/%d] %s failed unexpectedly", position, len(sources), source.url
+                )
+                reason = f"unexpected {type(exc).__name__}: {exc}"
+                report.failures.append(CrawlFailure(source.url, source.url, reason))
                 continue
             report.documents.extend(outcome.documents)
             report.failures.extend(outcome.failures)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 VENDORED_DIRS = frozenset(
@@ -53,21 +56,94 @@ def skip_reason(relative: PurePosixPath) -> str | None:
     return None
 
 
-def read_text(path: Path, max_bytes: int) -> tuple[str | None, str | None]:
-    """(text, None) for a readable UTF-8 text file, else (None, reason it was skipped)."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        return None, f"file of {size} bytes exceeds the {max_bytes}-byte cap"
-    data = path.read_bytes()
+@dataclass(frozen=True)
+class FileRead:
+    """A file's text, or why there is none.
+
+    ``refused`` marks files that are unsafe rather than merely unsuitable (a link leading
+    outside the source, a device, a FIFO): those are always reported, never skipped quietly.
+    """
+
+    text: str | None = None
+    reason: str | None = None
+    refused: bool = False
+
+
+def text_from_bytes(data: bytes, max_bytes: int) -> FileRead:
+    """Text of a file's bytes if it is UTF-8 prose or code written by hand, within the cap."""
+    if len(data) > max_bytes:
+        return FileRead(reason=f"file larger than the {max_bytes}-byte cap")
     if b"\x00" in data[:8192]:
-        return None, "binary file"
+        return FileRead(reason="binary file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "not UTF-8 text"
+        return FileRead(reason="not UTF-8 text")
     head = text[:600].lower()
     if any(marker in head for marker in _GENERATED_MARKERS):
-        return None, "generated file"
+        return FileRead(reason="generated file")
     if not text.strip():
-        return None, "empty file"
-    return text, None
+        return FileRead(reason="empty file")
+    return FileRead(text=text)
+
+
+def read_regular_file(root: Path, relative: PurePosixPath, max_bytes: int) -> FileRead:
+    """Text of a file of a local source; see ``read_regular_bytes`` for what is refused."""
+    data = read_regular_bytes(root, relative, max_bytes)
+    return data if isinstance(data, FileRead) else text_from_bytes(data, max_bytes)
+
+
+def read_regular_bytes(root: Path, relative: PurePosixPath, max_bytes: int) -> bytes | FileRead:
+    """At most ``max_bytes + 1`` bytes of a regular file inside ``root``, else why not.
+
+    ``root`` must be resolved. Symbolic links are never read (see ``link_verdict``). The
+    file is opened without following links and non-blocking (a FIFO cannot hang the crawl),
+    checked on the open descriptor (no swap between check and read), and read bounded (a
+    growing file cannot exhaust memory).
+    """
+    path = root / relative
+    if path.is_symlink():
+        return link_verdict(root, relative)
+    try:
+        kind = os.lstat(path).st_mode
+        if not stat.S_ISREG(kind):
+            return FileRead(reason=f"{_file_type(kind)}, not a regular file", refused=True)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return FileRead(reason=f"unreadable ({exc.strerror})", refused=True)
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            return FileRead(reason=f"{_file_type(mode)}, not a regular file", refused=True)
+        return handle.read(max_bytes + 1)
+
+
+def link_verdict(root: Path, relative: PurePosixPath) -> FileRead:
+    """Why a symbolic link in a local source is not read.
+
+    A link that resolves inside the source is an alias: its target is crawled under its
+    own path, so reading the link would only duplicate it. Anything else (``notes.md`` to
+    ``/etc/passwd``, a link to ``/dev/zero``, a dangling link) is refused and reported.
+    """
+    try:
+        target = (root / relative).resolve()
+    except (OSError, RuntimeError) as exc:
+        return FileRead(reason=f"symbolic link that cannot be resolved ({exc})", refused=True)
+    if target.is_relative_to(root) and target.exists():
+        alias = target.relative_to(root).as_posix()
+        return FileRead(reason=f"symbolic link to {alias}, crawled under its own path")
+    return FileRead(
+        reason=f"symbolic link to {target}, outside the source or missing; not followed",
+        refused=True,
+    )
+
+
+def _file_type(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
