@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -274,3 +274,60 @@ def test_no_listener_serves_other_machines_without_credentials(
     outside = _outside_address()
     for port in sorted(open_to_network):
         probes[port](stack_settings, secret_object, outside)
+
+
+@pytest.fixture
+def lone_minio(tmp_path: Path) -> Iterator[TwinSettings]:
+    """A private MinIO (no Weaviate) that a test may stop: the shared stack stays up."""
+    settings = isolated_settings(tmp_path)
+    stack = LocalStack(settings)
+    stack.up(["minio"])
+    try:
+        yield settings
+    finally:
+        stack.down(["minio"])
+
+
+def _assert_names_endpoint_and_fix(message: str, settings: TwinSettings) -> None:
+    assert "\n" not in message.strip()
+    assert f"MinIO is not reachable at {settings.minio.url} (Connection refused)" in message
+    assert "twin stack up" in message
+
+
+def test_minio_going_away_mid_run_gives_one_line_naming_endpoint_and_fix(
+    lone_minio: TwinSettings,
+):
+    settings = lone_minio
+    store = ObjectStore(settings.minio, attempts=2)
+    store.ensure_buckets()
+    blob = os.urandom(48 * 1024 * 1024)
+    store.put_bytes("twin-raw", "big.bin", blob)
+    store.put_json("twin-raw", "small.json", {"kept": True})
+    env = {**os.environ, **to_env(settings)}
+
+    with (
+        pytest.raises(ServiceUnavailableError) as mid_read,
+        store.open("twin-raw", "big.bin") as stream,
+    ):
+        assert stream.read(1024 * 1024) == blob[: 1024 * 1024]
+        LocalStack(settings).down(["minio"])
+        while stream.read(1024 * 1024):
+            pass
+    assert settings.minio.url in str(mid_read.value)
+    assert "twin stack up" in str(mid_read.value)
+
+    for operation in (
+        lambda: store.get_json("twin-raw", "small.json"),
+        lambda: store.put_json("twin-raw", "new.json", {}),
+        lambda: store.list("twin-raw"),
+    ):
+        with pytest.raises(ServiceUnavailableError) as after:
+            operation()
+        _assert_names_endpoint_and_fix(str(after.value), settings)
+
+    state_dir = settings.stack.state_dir
+    listing = _twin("snapshots", "list", "raw-documents", state_dir=state_dir, env=env)
+    assert listing.returncode == 1
+    assert "Traceback" not in listing.stdout + listing.stderr
+    _assert_names_endpoint_and_fix(listing.stdout, settings)
+    assert listing.stdout.startswith("✘ ")

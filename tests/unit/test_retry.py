@@ -51,3 +51,20 @@ def test_permanent_errors_are_not_retried():
     with pytest.raises(ValueError, match="bad request"):
         _call(flaky)
     assert flaky.calls == 1
+
+
+def test_the_message_names_the_innermost_cause_not_the_client_wrappers():
+    refused = ConnectionRefusedError(111, "Connection refused")
+    try:
+        try:
+            raise refused
+        except OSError as inner:
+            raise ConnectionError(
+                f"HTTPConnectionPool(...): Max retries exceeded ({inner!r})"
+            ) from inner
+    except ConnectionError as wrapped:
+        flaky = Flaky(10, wrapped)
+    with pytest.raises(ServiceUnavailableError) as error:
+        _call(flaky, attempts=1)
+    assert "(Connection refused)" in str(error.value)
+    assert "Max retries" not in str(error.value)

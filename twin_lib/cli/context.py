@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from twin_lib.logs import configure_logging
 from twin_lib.settings import TwinSettings, load_settings
 
-console = Console(width=None if sys.stdout.isatty() else 160)
+# No emoji codes: ":name:" inside a path or an IPv6 address must print as written.
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 
 
 def main_callback(
@@ -37,9 +39,24 @@ def settings_of(ctx: typer.Context) -> TwinSettings:
     return settings
 
 
+def literal(text: object) -> str:
+    """``text`` as console markup that prints exactly as written.
+
+    Messages carry endpoints, paths and server errors: rich would take ``[fd00::2]`` or
+    ``s3://bucket/[draft]/key`` for a style tag and silently drop it.
+    """
+    return escape(str(text))
+
+
+def show(text: object) -> None:
+    """Print a line of data (a path, an endpoint, a log line) verbatim."""
+    console.print(str(text), markup=False, highlight=False, soft_wrap=True)
+
+
 def summary(text: str, *, ok: bool = True) -> None:
-    """The last line of every command: what it did, in one sentence."""
-    console.print(f"[bold {'green' if ok else 'red'}]{'✔' if ok else '✘'}[/] {text}")
+    """The last line of every command: what it did, in one sentence, on one line."""
+    mark = "[bold green]✔[/]" if ok else "[bold red]✘[/]"
+    console.print(f"{mark} {literal(text)}", soft_wrap=True)
 
 
 def fail(text: str) -> typer.Exit:

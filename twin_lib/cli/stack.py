@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twin_lib.cli.context import console, fail, settings_of, summary
+from twin_lib.cli.context import console, fail, literal, settings_of, show, summary
 from twin_lib.stack import SERVICES, LocalStack, ServiceStatus, StackError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
             s.name,
             "[green]running[/]" if s.running else "[dim]stopped[/]",
             s.version or "-",
-            s.endpoint,
+            literal(s.endpoint),
             str(s.pid) if s.pid else "-",
             _duration(s.uptime_s),
             _size(s.data_bytes),
@@ -60,7 +60,7 @@ def install(ctx: typer.Context) -> None:
     except StackError as error:
         raise fail(str(error)) from error
     for name, path in binaries.items():
-        console.print(f"{name}: {path}")
+        show(f"{name}: {path}")
     summary(f"binaries ready for {', '.join(binaries)}")
 
 
@@ -110,11 +110,11 @@ def logs(
     if service not in SERVICES:
         raise fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     stack = _stack(ctx)
-    console.print(stack.tail(service, lines), markup=False, highlight=False)
+    show(stack.tail(service, lines))
     if follow:
         try:
             for line in stack.follow(service):
-                console.print(line, markup=False, highlight=False)
+                show(line)
         except KeyboardInterrupt:
             pass
     summary(f"{service} log: {stack.log_file(service)}")

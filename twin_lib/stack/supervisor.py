@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,13 +90,13 @@ class LocalStack:
         path.unlink(missing_ok=True)
         return None
 
-    def up(self) -> list[ServiceStatus]:
-        """Start whatever is not running and wait until every service is ready.
+    def up(self, services: Sequence[str] = SERVICES) -> list[ServiceStatus]:
+        """Start whichever of ``services`` is not running and wait until each is ready.
 
         If one service fails to start, the ones started by this call are stopped again so
         a failed ``up`` leaves the machine as it found it.
         """
-        plans = {name: self.plan(name) for name in SERVICES if not self.running(name)}
+        plans = {name: self.plan(name) for name in services if not self.running(name)}
         started: list[str] = []
         try:
             for name, plan in plans.items():
@@ -166,9 +166,9 @@ class LocalStack:
             f"{self.settings.stack.start_timeout_s:.0f}s; see `twin stack logs {plan.name}`"
         )
 
-    def down(self) -> list[str]:
-        """Stop every running service; returns the names stopped."""
-        return [name for name in reversed(SERVICES) if self._stop(name)]
+    def down(self, services: Sequence[str] = SERVICES) -> list[str]:
+        """Stop the running ones of ``services``; returns the names stopped."""
+        return [name for name in reversed(SERVICES) if name in services and self._stop(name)]
 
     def _stop(self, name: str) -> bool:
         record = self.running(name)

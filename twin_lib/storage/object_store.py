@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from twin_lib.hashing import sha256_bytes
 from twin_lib.settings import MinioSettings
 from twin_lib.storage.errors import ObjectNotFoundError, ServiceUnavailableError, StorageError
-from twin_lib.storage.retry import RetryPolicy
+from twin_lib.storage.retry import RetryPolicy, root_cause
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ _CONNECTION_ERRORS = (
     urllib3.exceptions.ProtocolError,
     ConnectionError,
 )
+# Refused, reset or silent: after the retries, all mean the server is not there for us.
+_UNREACHABLE_ERRORS = (*_CONNECTION_ERRORS, urllib3.exceptions.TimeoutError)
 _STREAM_CHUNK = 1024 * 1024
 
 
@@ -69,7 +71,7 @@ def parquet_to_table(data: bytes) -> pa.Table:
 
 
 def _is_unreachable(error: BaseException) -> bool:
-    return isinstance(error, _CONNECTION_ERRORS)
+    return isinstance(error, _UNREACHABLE_ERRORS)
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -77,7 +79,7 @@ def _is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, S3Error):
         return error.code in _TRANSIENT_S3_CODES
-    return isinstance(error, (*_CONNECTION_ERRORS, urllib3.exceptions.TimeoutError))
+    return isinstance(error, _UNREACHABLE_ERRORS)
 
 
 class ObjectStore:
@@ -180,8 +182,11 @@ class ObjectStore:
             self.client.put_object(
                 bucket, key, stream, length, content_type=content_type, part_size=self._part_size
             )
-        except _CONNECTION_ERRORS as error:
-            raise ServiceUnavailableError("MinIO", self.settings.url, error) from error
+        except _UNREACHABLE_ERRORS as error:
+            raise self._gone(error) from error
+
+    def _gone(self, error: BaseException) -> ServiceUnavailableError:
+        return ServiceUnavailableError("MinIO", self.settings.url, root_cause(error))
 
     def put_file(
         self, bucket: str, key: str, path: Path, *, content_type: str = "application/octet-stream"
@@ -204,7 +209,11 @@ class ObjectStore:
 
     @contextmanager
     def open(self, bucket: str, key: str) -> Iterator[BinaryIO]:
-        """A readable stream over an object; the connection is released on exit."""
+        """A readable stream over an object; the connection is released on exit.
+
+        A server that goes away while the caller reads gives the same one-line error as one
+        that was never there, not the HTTP client's broken-connection exception.
+        """
         try:
             response = self._call(lambda: self.client.get_object(bucket, key))
         except S3Error as error:
@@ -213,6 +222,8 @@ class ObjectStore:
             raise StorageError(f"cannot read s3://{bucket}/{key}: {error.code}") from error
         try:
             yield response  # type: ignore[misc]
+        except _UNREACHABLE_ERRORS as error:
+            raise self._gone(error) from error
         finally:
             response.close()
             response.release_conn()

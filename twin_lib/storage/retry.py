@@ -30,7 +30,10 @@ def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.warning(
         "transient storage error, retrying",
-        extra={"attempt": state.attempt_number, "error": repr(error)},
+        extra={
+            "attempt": state.attempt_number,
+            "error": root_cause(error) if error else None,
+        },
     )
 
 
@@ -58,10 +61,30 @@ class RetryPolicy:
             return retrying(operation)
         except Exception as error:
             if self.is_unreachable(error):
-                raise ServiceUnavailableError(self.service, self.endpoint, _short(error)) from error
+                raise ServiceUnavailableError(
+                    self.service, self.endpoint, root_cause(error)
+                ) from error
             raise
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
+def root_cause(error: BaseException) -> str:
+    """The innermost reason of a chained error, short: "Connection refused", not the
+    three nested client exceptions around it.
+
+    HTTP clients wrap the socket error several times (urllib3's ``MaxRetryError.reason``,
+    ``__cause__`` chains); the innermost one is what a person can act on.
+    """
+    seen: set[int] = set()
+    current: BaseException = error
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = current.__cause__ or current.__context__
+        if inner is None:
+            break
+        current = inner
+    if isinstance(current, OSError) and current.strerror:
+        return current.strerror
+    text = str(current).splitlines()[0].strip() if str(current).strip() else ""
+    return (text or type(current).__name__)[:200]
