@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dotenv import dotenv_values
 
+from pipelines import platform
 from tests.k8s.conftest import MANIFESTS, OVERLAYS, REPO
 from twin_lib.k8s import validate
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import TwinSettings, to_env
 
 PROJECT_IMAGES = "ghcr.io/llm-twin/"
 
@@ -126,3 +128,79 @@ def test_dockerfiles_exist_for_each_image() -> None:
     }
     assert (REPO / ".dockerignore").exists()
     assert not list(Path(REPO / "images").rglob("*.env"))
+
+
+def test_pipeline_tasks_get_exactly_the_platform_env_keys() -> None:
+    env_dir = MANIFESTS / "components/platform-env"
+    assert list(platform.ENDPOINT_KEYS) == list(dotenv_values(env_dir / "endpoints.env"))
+    credentials = dotenv_values(env_dir / "secrets/credentials.env.example")
+    assert list(platform.CREDENTIAL_KEYS) == list(credentials)
+    settings_env = to_env(TwinSettings.model_validate({"kfp": {"host": "http://kfp:8888"}}))
+    assert set(platform.ENDPOINT_KEYS + platform.CREDENTIAL_KEYS) <= set(settings_env)
+
+
+# Shared libraries the lock's CUDA torch build links (`readelf -d torch/lib/*.so`): torch does
+# not import without them, so even the CPU images keep them. Every other CUDA-only package
+# torch pulls in is left out of the CPU images.
+TORCH_LINKED = {
+    "nvidia-cublas",
+    "nvidia-cuda-cupti",
+    "nvidia-cuda-nvrtc",
+    "nvidia-cuda-runtime",
+    "nvidia-cudnn-cu13",
+    "nvidia-cufft",
+    "nvidia-cufile",
+    "nvidia-cusparse",
+    "nvidia-cusparselt-cu13",
+    "nvidia-nccl-cu13",
+    "nvidia-nvjitlink",
+    "nvidia-nvshmem-cu13",
+}
+CPU_IMAGES = ("components", "serving")
+GPU_ONLY = re.compile(r"(nvidia-|cuda-)|triton$")
+
+
+def _torch_gpu_packages() -> set[str]:
+    """CUDA-only packages in torch's dependency closure in uv.lock, extras followed."""
+    packages = {p["name"]: p for p in tomllib.loads((REPO / "uv.lock").read_text())["package"]}
+    seen: set[str] = set()
+    todo = ["torch"]
+    while todo:
+        package = packages[todo.pop()]
+        deps = list(package.get("dependencies", []))
+        for dep in list(deps):
+            for extra in dep.get("extra", []):
+                deps += packages[dep["name"]].get("optional-dependencies", {}).get(extra, [])
+        for dep in deps:
+            if dep["name"] not in seen:
+                seen.add(dep["name"])
+                todo.append(dep["name"])
+    return {name for name in seen if GPU_ONLY.match(name)}
+
+
+def _dockerfile(image: str) -> str:
+    return (REPO / "images" / image / "Dockerfile").read_text()
+
+
+def test_cpu_images_leave_out_what_cpu_torch_never_loads() -> None:
+    gpu_only = _torch_gpu_packages()
+    assert gpu_only >= TORCH_LINKED, "uv.lock changed torch's CUDA wheels: update TORCH_LINKED"
+    for image in CPU_IMAGES:
+        skipped = set(re.findall(r"--no-install-package ([\w.-]+)", _dockerfile(image)))
+        assert skipped == gpu_only - TORCH_LINKED, f"images/{image}/Dockerfile"
+    assert "--no-install-package" not in _dockerfile("trainer")
+
+
+def test_each_image_installs_only_existing_extras() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    wanted = {
+        image: set(re.findall(r"--extra ([\w-]+)", _dockerfile(image)))
+        for image in ("components", "serving", "trainer")
+    }
+    assert all(names <= set(extras) for names in wanted.values())
+    assert wanted["serving"] == {"serving"}
+    assert wanted["trainer"] == {"training"}
+    assert {"features", "orchestration"} <= wanted["components"]
+    assert not any("INDEX" in _dockerfile(image) for image in wanted)
