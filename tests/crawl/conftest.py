@@ -30,6 +30,22 @@ LATIN1 = (
 LATIN1_META = LATIN1.replace(
     b"<head>", b'<head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
 )
+SHELL = b"""<!doctype html><html><head><title>Search</title></head><body>
+<noscript>You need to enable JavaScript to run this app.</noscript><div id="root"></div>
+<script src="/static/app.js"></script></body></html>"""
+SEARCH = b"""<html><head><title>Search results</title></head><body><header><a href="/">Blog</a>
+</header><main><h1>Search</h1><p>Please enable JavaScript to view the search results.</p>
+</main></body></html>"""
+DOCS = f"""<html><head><title>Guide</title></head><body><div role="main"><section>
+<h1>Guide<a class="headerlink" href="#guide" title="Link to this heading">\u00b6</a></h1>
+<p>{PARAGRAPH * 3}</p><h2 id="usage">Usage <a class="anchor" href="#usage">#</a></h2>
+<p>{PARAGRAPH * 2}</p><h3>Notes<a href="#notes">\U0001f517</a></h3><p>{PARAGRAPH * 2}</p>
+</section></div></body></html>""".encode()
+ACCENTED = (
+    "<html><head><title>Déjà vu</title></head><body><article><h1>Déjà vu</h1><p>"
+    + "Le café était très épicé, à la française, naïve et déjà vu. " * 8
+    + "</p></article></body></html>"
+)
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
 
 
@@ -65,13 +81,39 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _trickle(self, head: bytes, tail: bytes) -> None:
+        """Send ``head`` at once, then ``tail`` one byte per 0.1 s: never a read timeout."""
+        try:
+            self.wfile.write(head)
+            for byte in tail:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            self.close_connection = True  # the client gave up, as it should
+
     def do_GET(self) -> None:
         self.counters[self.path] = self.counters.get(self.path, 0) + 1
         base = f"http://{self.headers['Host']}"
         routes = {
             "/robots.txt": lambda: self._send(
-                200, b"User-agent: *\nDisallow: /private/\n", "text/plain"
+                200,
+                b"User-agent: *\nDisallow: /private/\nDisallow: /*.pdf$\nDisallow: /drafts*\n",
+                "text/plain",
             ),
+            "/paper.pdf": lambda: self._send(200, GOOD_ARTICLE.encode()),
+            "/paper.pdf.html": lambda: self._send(200, GOOD_ARTICLE.encode()),
+            "/drafts-2024": lambda: self._send(200, GOOD_ARTICLE.encode()),
+            "/utf8-as-latin1": lambda: self._send(
+                200, ACCENTED.encode(), "text/html; charset=iso-8859-1"
+            ),
+            "/latin1-as-utf8": lambda: self._send(
+                200, ACCENTED.encode("latin-1"), "text/html; charset=utf-8"
+            ),
+            "/js-shell": lambda: self._send(200, SHELL),
+            "/js-search": lambda: self._send(200, SEARCH),
+            "/docs": lambda: self._send(200, DOCS),
+            "/busy-long": lambda: self._send(503, b"maintenance", headers={"Retry-After": "3600"}),
             "/good": lambda: self._send(200, GOOD_ARTICLE.encode()),
             "/malformed": lambda: self._send(200, MALFORMED.encode()),
             "/latin1": lambda: self._send(200, LATIN1, "text/html; charset=iso-8859-1"),
@@ -92,6 +134,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/slow":
             time.sleep(2.0)
             self._send(200, GOOD_ARTICLE.encode())
+        elif self.path == "/trickle":
+            self._trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"x" * 1000)
+        elif self.path == "/trickle-headers":
+            self._trickle(b"", b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 1000)
+        elif self.path == "/busy":
+            if self.counters[self.path] == 1:
+                self._send(429, b"slow down", headers={"Retry-After": "1"})
+            else:
+                self._send(200, GOOD_ARTICLE.encode())
         elif self.path == "/flaky":
             if self.counters[self.path] == 1:
                 self._send(503, b"try later")

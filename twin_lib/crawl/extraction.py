@@ -1,7 +1,7 @@
 """Main-text extraction from HTML, delegated to maintained libraries rather than regexes.
 
-Decoding: a charset the server or the page's ``<meta>`` declares is trusted only if the
-body decodes with it; otherwise charset_normalizer detects one, and ftfy repairs text
+Decoding: a charset the server or the page's ``<meta>`` declares (found by
+charset_normalizer) is trusted only if the body decodes with it; ftfy then repairs text
 that was mis-decoded before it reached us (UTF-8 read as Latin-1). Extraction:
 trafilatura finds the article body after permalink marks are removed from the tree; a
 page whose only text asks to enable JavaScript is refused, not stored.
@@ -9,6 +9,7 @@ page whose only text asks to enable JavaScript is refused, not stored.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,15 @@ _SCRIPT_SHELL = re.compile(
     r"\b(enable|turn on|activate|requires?|need)\b[^.\n]{0,40}\bjavascript\b"
     r"|\bjavascript\b[^.\n]{0,40}\b(disabled|required|is off|must be enabled)\b",
     re.IGNORECASE,
+)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Unicode blocks that windows-1252 text reaches besides the Latin ones (quotes, dashes, €, ™).
+_LATIN_CODE_PAGE_SYMBOLS = frozenset(
+    {"General Punctuation", "Currency Symbols", "Letterlike Symbols", "Spacing Modifier Letters"}
 )
 # Below this many words, a page that mentions enabling JavaScript is the shell, not an essay.
 _SHELL_MAX_WORDS = 80
@@ -53,15 +63,42 @@ def decode_html(body: bytes, charset: str | None) -> str:
 
 
 def _decode(body: bytes, charset: str | None) -> str:
-    """Header charset, then the page's own declaration, each only if the bytes fit it."""
+    """The HTML standard's order: byte-order mark, header, ``<meta>``, then a fallback.
+
+    A declared charset is used only if the bytes decode with it (a wrong header must not
+    turn letters into replacement characters).
+    """
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, errors="replace")
     for candidate in (charset, any_specified_encoding(body[:4096])):
         if candidate:
             try:
                 return body.decode(candidate)
             except (LookupError, UnicodeDecodeError):
-                continue  # wrong or unknown: detect rather than replace characters
-    best = charset_normalizer.from_bytes(body, preemptive_behaviour=True).best()
-    return str(best) if best is not None else body.decode("utf-8", errors="replace")
+                continue
+    return _undeclared(body)
+
+
+def _undeclared(body: bytes) -> str:
+    """UTF-8 if the bytes are UTF-8; a detected non-Latin charset; else windows-1252.
+
+    charset_normalizer tells scripts apart well (Cyrillic from Greek from Latin) but not
+    the Latin code pages from one another (French in Latin-1 comes out as Baltic), so
+    Latin text falls back to windows-1252, the standard's default.
+    """
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(body).best()
+    if best is not None and any(_is_non_latin(alphabet) for alphabet in best.alphabets):
+        return str(best)
+    return body.decode("cp1252", errors="replace")
+
+
+def _is_non_latin(alphabet: str) -> bool:
+    return "Latin" not in alphabet and alphabet not in _LATIN_CODE_PAGE_SYMBOLS
 
 
 def extract_main_text(html: str, url: str | None = None) -> ExtractedText:

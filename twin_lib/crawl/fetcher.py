@@ -1,8 +1,10 @@
 """A polite, bounded HTTP fetcher shared by the article and feed crawlers.
 
-Politeness: robots.txt, one request per host per ``rate_limit_per_host_s``, an honest
-user agent. Safety: every hop of a redirect chain is checked by ``safety.check_url``,
-responses are streamed and cut at ``max_response_bytes``, binary bodies are refused.
+Politeness: robots.txt (with wildcards, via protego), one request per host per
+``rate_limit_per_host_s``, the server's ``Retry-After``, an honest user agent. Safety:
+every hop of a redirect chain is checked by ``safety.check_url`` and connected to only at
+the addresses that passed the check (``network``); a whole fetch, retries included, ends
+by ``fetch_deadline_s``; responses are streamed and cut at ``max_response_bytes``.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import httpx
+import tenacity
+from protego import Protego
 
 from twin_lib.crawl.errors import CrawlError
+from twin_lib.crawl.network import DeadlineBackend, pinned_transport
 from twin_lib.crawl.safety import HTTP_SCHEMES, check_url
 from twin_lib.settings import CrawlSettings
 
@@ -41,7 +47,11 @@ class FetchedPage:
 
 
 class _RetryableError(Exception):
-    pass
+    """A failure worth another attempt; ``retry_after`` is the wait the server asked for."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PoliteFetcher:
@@ -51,13 +61,14 @@ class PoliteFetcher:
         self, settings: CrawlSettings, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._settings = settings
+        self._network = DeadlineBackend(allow_private=settings.allow_private_addresses)
         self._client = httpx.Client(
             headers={"User-Agent": settings.user_agent},
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or pinned_transport(self._network),
         )
-        self._robots: dict[str, RobotFileParser | None] = {}
+        self._robots: dict[str, Protego | None] = {}
         self._last_request: dict[str, float] = {}
 
     def __enter__(self) -> PoliteFetcher:
@@ -67,7 +78,14 @@ class PoliteFetcher:
         self._client.close()
 
     def fetch(self, url: str) -> FetchedPage:
-        """GET a page, honouring robots.txt, following at most ``max_redirects`` redirects."""
+        """GET a page within ``fetch_deadline_s``, honouring robots.txt and redirect limits."""
+        self._network.deadline = time.monotonic() + self._settings.fetch_deadline_s
+        try:
+            return self._follow(url)
+        finally:
+            self._network.deadline = None
+
+    def _follow(self, url: str) -> FetchedPage:
         current = url
         for _ in range(self._settings.max_redirects + 1):
             check_url(
@@ -89,19 +107,27 @@ class PoliteFetcher:
         raise CrawlError(url, f"more than {self._settings.max_redirects} redirects (a loop?)")
 
     def _get_with_retries(self, url: str) -> tuple[int, httpx.Headers, bytes]:
+        """Exponential backoff, or the server's ``Retry-After`` if longer, within the deadline."""
         attempts = self._settings.retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._get_once(url)
-            except _RetryableError as exc:
-                if attempt == attempts:
-                    raise CrawlError(
-                        url, f"{exc} after {attempts} attempts; try again later"
-                    ) from exc
-                delay = self._settings.retry_backoff_s * 2 ** (attempt - 1)
-                logger.info("retrying %s in %.1fs (%s)", url, delay, exc)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        backoff = tenacity.wait_exponential(multiplier=self._settings.retry_backoff_s)
+        deadline = self._network.deadline or float("inf")
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_RetryableError),
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(attempts),
+                lambda state: time.monotonic() + state.upcoming_sleep >= deadline,
+            ),
+            wait=lambda state: max(backoff(state), _asked_wait(state)),
+            before_sleep=lambda state: logger.info(
+                "retrying %s in %.1fs (%s)", url, state.upcoming_sleep, state.outcome.exception()
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(self._get_once, url)
+        except _RetryableError as exc:
+            tries = retrying.statistics.get("attempt_number", attempts)
+            raise CrawlError(url, f"{exc} after {tries} attempts; try again later") from exc
 
     def _get_once(self, url: str) -> tuple[int, httpx.Headers, bytes]:
         self._wait_for_host(url)
@@ -109,7 +135,7 @@ class PoliteFetcher:
         try:
             with self._client.stream("GET", url) as response:
                 if response.status_code in _RETRYABLE_STATUS:
-                    raise _RetryableError(f"HTTP {response.status_code}")
+                    raise self._retryable_status(url, response)
                 declared = int(response.headers.get("content-length") or 0)
                 if declared > cap:
                     raise CrawlError(
@@ -121,10 +147,30 @@ class PoliteFetcher:
                     if len(body) > cap:
                         raise CrawlError(url, f"response exceeds the {cap}-byte cap")
                 return response.status_code, response.headers, bytes(body)
+        except CrawlError as exc:
+            raise CrawlError(url, exc.reason) from exc
         except httpx.TimeoutException as exc:
+            if self._network.deadline is not None and time.monotonic() >= self._network.deadline:
+                raise CrawlError(
+                    url,
+                    f"no complete response within the {self._settings.fetch_deadline_s}s "
+                    "deadline; the server is too slow",
+                ) from exc
             raise _RetryableError(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise _RetryableError(f"connection failed ({exc})") from exc
+
+    def _retryable_status(self, url: str, response: httpx.Response) -> Exception:
+        """A 429/5xx to retry, after the wait the server asks for if it asks for one we honour."""
+        asked = _retry_after_s(response.headers.get("retry-after"))
+        limit = self._settings.max_retry_after_s
+        if asked > limit:
+            return CrawlError(
+                url,
+                f"HTTP {response.status_code} asking to retry after {asked:.0f}s, more than the "
+                f"{limit:.0f}s honoured; try again later",
+            )
+        return _RetryableError(f"HTTP {response.status_code}", retry_after=asked)
 
     def _wait_for_host(self, url: str) -> None:
         host = urlsplit(url).netloc
@@ -142,25 +188,39 @@ class PoliteFetcher:
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             self._robots[origin] = self._load_robots(origin)
-        parser = self._robots[origin]
-        return parser is None or parser.can_fetch(self._settings.user_agent, url)
+        rules = self._robots[origin]
+        return rules is None or rules.can_fetch(url, self._settings.user_agent)
 
-    def _load_robots(self, origin: str) -> RobotFileParser | None:
+    def _load_robots(self, origin: str) -> Protego | None:
         """None means "no rules": a missing or unreachable robots.txt does not block a site."""
-        robots_url = f"{origin}/robots.txt"
-        parser = RobotFileParser(robots_url)
         try:
-            status, _, body = self._get_once(robots_url)
+            status, _, body = self._get_once(f"{origin}/robots.txt")
         except (_RetryableError, CrawlError) as exc:
             logger.warning("robots.txt at %s unreadable (%s); crawling without rules", origin, exc)
             return None
         if status in (401, 403):
-            parser.disallow_all = True
-        elif status >= 300:
+            return Protego.parse("User-agent: *\nDisallow: /\n")
+        if status >= 300:
             return None
-        else:
-            parser.parse(body.decode("utf-8", errors="replace").splitlines())
-        return parser
+        return Protego.parse(body.decode("utf-8", errors="replace"))
+
+
+def _asked_wait(state: tenacity.RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    return error.retry_after if isinstance(error, _RetryableError) else 0.0
+
+
+def _retry_after_s(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date); 0 if none."""
+    if not value:
+        return 0.0
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _parse_content_type(value: str) -> tuple[str, str | None]:
