@@ -6,7 +6,9 @@ that also changes the cache key. Binaries are built with ``go install`` into
 so a fresh machine needs only Go; schema sources are module zips fetched with
 ``go mod download``, which the Go module cache keeps. The project's own Go programs (under
 ``tools/`` in the repository) are built with ``go build`` into a directory keyed by a hash of
-their sources and ``go.sum``, so an edit or a dependency bump rebuilds them.
+their sources and ``go.sum``, so an edit or a dependency bump rebuilds them. They exist only
+in a source checkout, not in an installed package or image: asking for one there is an error
+that says so.
 """
 
 from __future__ import annotations
@@ -40,14 +42,32 @@ class GoTool:
         return cache_dir / "tools" / f"{self.name}-{self.version}" / "bin" / self.name
 
 
+def source_checkout() -> Path:
+    """The repository this package was imported from, when it was imported from one."""
+    return Path(__file__).resolve().parents[2]
+
+
 @dataclass(frozen=True)
 class LocalGoTool:
     """A Go program kept in this repository, pinned by its own go.mod/go.sum."""
 
     name: str
-    directory: Path
+    # Where its sources live, relative to the root of a source checkout.
+    relative_dir: str
     # Linker flags, e.g. to stamp a version string that only -X can set; part of the key.
     ldflags: str = ""
+
+    @property
+    def directory(self) -> Path:
+        directory = source_checkout() / self.relative_dir
+        if not (directory / "go.mod").is_file():
+            raise ToolError(
+                f"{self.name} is built from {self.relative_dir}/ of a source checkout of this "
+                f"project, and {directory} has none (an installed package or image carries "
+                "only the library): run from a checkout (`git clone` it, then "
+                "`source scripts/setup.sh`)"
+            )
+        return directory
 
     def sources(self) -> list[Path]:
         return sorted(
@@ -57,9 +77,9 @@ class LocalGoTool:
         )
 
     def binary(self, cache_dir: Path) -> Path:
-        digest = hashlib.sha256()
+        digest, directory = hashlib.sha256(), self.directory
         for path in self.sources():
-            digest.update(path.relative_to(self.directory).as_posix().encode() + b"\0")
+            digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
         if self.ldflags:
             digest.update(b"ldflags\0" + self.ldflags.encode())
@@ -79,16 +99,14 @@ class GoSource:
 KUBECONFORM = GoTool("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
 KUBE_SCORE = GoTool("kube-score", "github.com/zegl/kube-score/cmd/kube-score", "v1.20.0")
 # Pod Security admission's own checks (k8s.io/pod-security-admission, pinned in its go.mod).
-PODSECURITY_CHECK = LocalGoTool(
-    "podsecurity-check", Path(__file__).resolve().parents[2] / "tools" / "podsecurity-check"
-)
+PODSECURITY_CHECK = LocalGoTool("podsecurity-check", "tools/podsecurity-check")
 # A real API server for tests: kube-apiserver of k8s.io/kubernetes with an embedded etcd,
 # pinned in its go.mod (see tests.support.apiserver). Release builds stamp the version with
 # -X; without it the server reports v0.0.0-master, which kubectl cannot even parse.
 KUBE_APISERVER_VERSION = "v1.37.2"
 KUBE_APISERVER_TESTENV = LocalGoTool(
     "kube-apiserver-testenv",
-    Path(__file__).resolve().parents[2] / "tools" / "kube-apiserver-testenv",
+    "tools/kube-apiserver-testenv",
     ldflags=" ".join(
         f"-X k8s.io/component-base/version.{name}={value}"
         for name, value in (
