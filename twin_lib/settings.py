@@ -47,8 +47,8 @@ class CrawlSettings(BaseModel):
     respect_robots_txt: bool = True
     allow_private_addresses: bool = Field(
         default=False,
-        description="allow loopback, private, link-local and cloud-metadata addresses; "
-        "only for tests and trusted intranets",
+        description="allow loopback and private addresses (cloud metadata addresses stay "
+        "refused); only for tests and trusted intranets",
     )
     max_feed_entries: int = Field(default=200, ge=1)
     max_file_bytes: int = Field(default=200_000, ge=1, description="repository/folder file cap")

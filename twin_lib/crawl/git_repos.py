@@ -61,6 +61,8 @@ def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
     if local.is_dir():
         clone_url = base_url = local.resolve().as_uri()
     else:
+        if urlsplit(source).scheme == "file":
+            raise CrawlError(source, "file:// URLs are not cloned; pass the local path instead")
         check_url(
             source, schemes=GIT_SCHEMES, allow_private=context.settings.allow_private_addresses
         )
@@ -185,7 +187,7 @@ def _clone(source: str, url: str, repo: Path, context: CrawlContext, *, local: b
 def _tree(source: str, repo: Path, context: CrawlContext) -> list[TreeEntry]:
     listing = _git(["ls-tree", "-r", "-z", "--full-tree", "HEAD"], source, context, repo=repo)
     entries = []
-    for record in listing.decode("utf-8", errors="surrogateescape").split("\0"):
+    for record in listing.decode("utf-8", errors="replace").split("\0"):
         if record:
             meta, path = record.split("\t", 1)
             mode, _, oid = meta.split()

@@ -1,7 +1,7 @@
 """Choosing a crawler for each source, running them all, and collecting what failed.
 
-The crawler table is a plain dict from kind to (matches, crawl) in priority order: the
-first kind whose predicate accepts a source crawls it.
+The crawler table is a plain dict from kind to (matches, crawl, complete_listing) in
+priority order: the first kind whose predicate accepts a source crawls it.
 """
 
 from __future__ import annotations
