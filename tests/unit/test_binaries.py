@@ -56,7 +56,8 @@ def test_missing_go_explains_the_alternatives(tmp_path: Path, minio_spec, monkey
     with pytest.raises(StackError) as error:
         build_binary(minio_spec, tmp_path / "cache")
     message = str(error.value)
-    assert "Go is not installed" in message
+    assert "Go is not on PATH" in message
+    assert "source scripts/setup.sh" in message
     assert "TWIN_STACK__MINIO_BINARY" in message
 
 

