@@ -258,6 +258,60 @@ class StageHyperparameters(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
 
 
+class ClusterJobSettings(BaseModel):
+    """Where and how a training run is placed on Kubernetes (PyTorchJob or TrainJob).
+
+    One run's ``ClusterJobSpec`` is this group with per-run overrides (pipeline parameters).
+    """
+
+    image: str = "ghcr.io/llm-twin/trainer:0.1.0"
+    namespace: str | None = Field(
+        default=None, description="where jobs are created; unset = kubernetes.namespace"
+    )
+    defaults_job: str = Field(
+        default="twin-sft-defaults",
+        description="the suspended PyTorchJob whose pod template new PyTorchJobs start from",
+    )
+    runtime: str = Field(
+        default="torch-distributed", description="TrainJob: the training runtime it references"
+    )
+    runtime_kind: str = Field(
+        default="ClusterTrainingRuntime", pattern="^(ClusterTrainingRuntime|TrainingRuntime)$"
+    )
+    nodes: int = Field(default=2, ge=1, description="pods: one master plus nodes-1 workers")
+    gpus_per_node: int = Field(
+        default=0, ge=0, description="nvidia.com/gpu per pod; torchrun starts one process each"
+    )
+    processes_per_node: int = Field(
+        default=1, ge=1, description="torchrun processes per pod when gpus_per_node is 0"
+    )
+    cpu: str | None = Field(default=None, description="CPU request = limit per pod, e.g. '8'")
+    memory: str | None = Field(default=None, description="memory request = limit, e.g. '64Gi'")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str | int]] = Field(
+        default_factory=list, description="Kubernetes tolerations, e.g. {key, operator, effect}"
+    )
+    cache_pvc: str | None = Field(
+        default=None, description="a ReadWriteMany PVC mounted at /cache on every pod"
+    )
+    service_account: str = "twin-trainer"
+    endpoints_configmap: str = "twin-endpoints"
+    credentials_secret: str = "twin-credentials"
+    # A TrainJob's trainer takes single env entries, not envFrom: these keys are copied one
+    # by one from the ConfigMap and the Secret above (PyTorchJob pods get them all).
+    endpoint_keys: list[str] = Field(
+        default_factory=lambda: ["TWIN_MINIO__ENDPOINT", "TWIN_MINIO__SECURE", "TWIN_LOG_JSON"]
+    )
+    credential_keys: list[str] = Field(
+        default_factory=lambda: ["TWIN_MINIO__ACCESS_KEY", "TWIN_MINIO__SECRET_KEY"]
+    )
+    timeout_s: float = Field(default=86_400.0, gt=0, description="the whole job, not one call")
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    api_timeout_s: float = Field(default=30.0, gt=0, description="one API request")
+    stream_logs: bool = True
+    delete_after: bool = Field(default=False, description="delete the job once it has ended")
+
+
 class TrainingSettings(BaseModel):
     """Defaults of a training run: which base model, which launcher, and how to train.
 
@@ -270,6 +324,7 @@ class TrainingSettings(BaseModel):
         "offline base model built from base_recipe",
     )
     launcher: str = Field(default="local", pattern="^(local|pytorchjob|trainjob)$")
+    cluster: ClusterJobSettings = Field(default_factory=ClusterJobSettings)
     local_processes: int = Field(default=2, ge=1, description="torchrun processes of a local run")
     local_timeout_s: float = Field(default=3600.0, gt=0)
     lora: LoraSettings = Field(default_factory=LoraSettings)

@@ -136,7 +136,18 @@ TRAINING_OPERATOR_CRDS = GoSource(
     "v1.9.4",
     ("manifests/base/crds/kubeflow.org_pytorchjobs.yaml",),
 )
-CRD_SOURCES = (KSERVE_CRDS, TRAINING_OPERATOR_CRDS)
+# Kubeflow Trainer v2 (TrainJob and its runtimes); v2.0.0 is what the module proxy serves.
+TRAINER_CRDS = GoSource(
+    "trainer",
+    "github.com/kubeflow/trainer/v2",
+    "v2.0.0",
+    (
+        "manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml",
+        "manifests/base/crds/trainer.kubeflow.org_clustertrainingruntimes.yaml",
+        "manifests/base/crds/trainer.kubeflow.org_trainingruntimes.yaml",
+    ),
+)
+CRD_SOURCES = (KSERVE_CRDS, TRAINING_OPERATOR_CRDS, TRAINER_CRDS)
 
 
 def go_binary() -> str:
