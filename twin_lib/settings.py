@@ -402,6 +402,13 @@ class DatasetSettings(BaseModel):
     quarantine_prefix: str = "quarantine"
 
 
+class RegistrySettings(BaseModel):
+    """The model registry: versions, metadata and status history in the models bucket."""
+
+    prefix: str = Field(default="registry", description="key prefix in minio.models_bucket")
+    default_model: str = Field(default="twin", description="model name when none is given")
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -422,6 +429,7 @@ class TwinSettings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     log_level: str = "INFO"
     log_json: bool = False
 
