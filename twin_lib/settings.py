@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr
@@ -82,6 +83,12 @@ class ChunkingSettings(BaseModel):
     article: ChunkSpec = ChunkSpec(max_tokens=256, overlap_tokens=0, sentence_packed=True)
     post: ChunkSpec = ChunkSpec(max_tokens=250, overlap_tokens=25)
     repository: ChunkSpec = ChunkSpec(max_tokens=1500, overlap_tokens=100)
+    max_chunk_chars: int = Field(
+        default=4000,
+        ge=64,
+        description="hard cap on a chunk's characters: a run without spaces can be one "
+        "unknown token spanning megabytes",
+    )
 
     def for_category(self, category: Category) -> ChunkSpec:
         return getattr(self, category.value)
@@ -99,7 +106,18 @@ class QualitySettings(BaseModel):
     min_letter_ratio: float = Field(
         default=0.3, ge=0, le=1, description="share of letters among non-space characters"
     )
+    max_encoding_damage: int = Field(
+        default=0,
+        ge=0,
+        description="replacement characters and mojibake sequences a document may keep after "
+        "ftfy's repair",
+    )
     min_chunk_tokens: int = 1
+    max_chars_per_token: float = Field(
+        default=10.0,
+        gt=0,
+        description="prose and code average 3-6; far more means unknown tokens covering text",
+    )
     embedding_norm_tolerance: float = 1e-3
     quarantine_prefix: str = "quarantine"
 
@@ -118,6 +136,10 @@ class EmbeddingSettings(BaseModel):
         description="vector size of the model; the feature-store collection is created with "
         "it before the model is loaded, and the embed step checks the model agrees",
     )
+    revision: str | None = Field(
+        default=None,
+        description="model revision (hub commit or tag); part of the feature version",
+    )
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1)
     normalize: bool = True
@@ -132,6 +154,72 @@ class FeaturesSettings(BaseModel):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     raw_prefix: str = "raw"
     state_prefix: str = "feature-state"
+
+
+class BaseModelRecipe(BaseModel):
+    """How the offline base model is built: tokenizer, Llama shape, pre-training budget.
+
+    No model hub is reachable offline and LoRA on random weights teaches nothing, so the
+    platform pre-trains a small Llama on an openly licensed English corpus once per machine.
+    Every field is part of the cache key: change one and the next build is a new model.
+    """
+
+    corpus: Literal["python-docs"] = Field(
+        default="python-docs",
+        description="English prose shipped with CPython (PSF licence): pydoc topics and "
+        "standard-library docstrings",
+    )
+    corpus_max_chars: int | None = Field(
+        default=None, ge=10_000, description="cap on the corpus size (None: all of it)"
+    )
+    validation_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    vocab_size: int = Field(default=4096, ge=300)
+    hidden_size: int = Field(default=256, ge=16)
+    num_layers: int = Field(default=4, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    num_kv_heads: int = Field(default=2, ge=1)
+    intermediate_size: int = Field(default=704, ge=16)
+    max_position_embeddings: int = Field(default=1024, ge=32)
+    seq_len: int = Field(default=256, ge=16, description="tokens per pre-training sequence")
+    batch_size: int = Field(default=16, ge=1)
+    max_steps: int = Field(default=20_000, ge=1)
+    time_budget_s: float = Field(
+        default=240.0, gt=0, description="pre-training stops after this many seconds"
+    )
+    learning_rate: float = Field(default=2e-3, gt=0)
+    warmup_steps: int = Field(default=50, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    eval_sequences: int = Field(default=64, ge=1, description="held-out sequences scored")
+    log_every_steps: int = Field(default=25, ge=1)
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="auto: bf16 autocast where the CPU has bf16 matrix units, else fp32",
+    )
+    threads: int | None = Field(default=None, ge=1, description="torch threads (None: all)")
+    seed: int = 0
+
+    @classmethod
+    def tiny(cls) -> BaseModelRecipe:
+        """A model that builds in a few seconds: for tests and smoke runs, not for quality."""
+        return cls(
+            corpus_max_chars=120_000,
+            vocab_size=512,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=128,
+            max_position_embeddings=256,
+            seq_len=64,
+            batch_size=8,
+            max_steps=40,
+            time_budget_s=900.0,
+            learning_rate=3e-3,
+            warmup_steps=5,
+            eval_sequences=16,
+            log_every_steps=20,
+            precision="fp32",
+        )
 
 
 class MinioSettings(BaseModel):
@@ -273,10 +361,12 @@ class ClusterJobSettings(BaseModel):
         description="the suspended PyTorchJob whose pod template new PyTorchJobs start from",
     )
     runtime: str = Field(
-        default="torch-distributed", description="TrainJob: the training runtime it references"
+        default="twin-torch-distributed",
+        description="TrainJob: the training runtime it references (manifests/base/"
+        "trainingruntime.yaml: torch-distributed with a Pod Security restricted pod)",
     )
     runtime_kind: str = Field(
-        default="ClusterTrainingRuntime", pattern="^(ClusterTrainingRuntime|TrainingRuntime)$"
+        default="TrainingRuntime", pattern="^(ClusterTrainingRuntime|TrainingRuntime)$"
     )
     nodes: int = Field(default=2, ge=1, description="pods: one master plus nodes-1 workers")
     gpus_per_node: int = Field(
@@ -336,6 +426,13 @@ class TrainingSettings(BaseModel):
     seed: int = 42
     checkpoint_steps: int = Field(default=50, ge=1, description="optimizer steps per checkpoint")
     checkpoints_kept: int = Field(default=2, ge=1)
+
+
+class RegistrySettings(BaseModel):
+    """The model registry: versions, metadata and status history in the models bucket."""
+
+    prefix: str = Field(default="registry", description="key prefix in minio.models_bucket")
+    default_model: str = Field(default="twin", description="model name when none is given")
 
 
 class OpenAIEndpointSettings(BaseModel):
@@ -400,13 +497,6 @@ class DatasetSettings(BaseModel):
     )
     max_failure_rate: float = Field(default=0.2, ge=0, le=1)
     quarantine_prefix: str = "quarantine"
-
-
-class RegistrySettings(BaseModel):
-    """The model registry: versions, metadata and status history in the models bucket."""
-
-    prefix: str = Field(default="registry", description="key prefix in minio.models_bucket")
-    default_model: str = Field(default="twin", description="model name when none is given")
 
 
 class TwinSettings(BaseSettings):
