@@ -38,3 +38,25 @@ def test_clean_document_keeps_provenance():
         raw.content_hash,
         raw.crawled_at,
     )
+
+
+def test_mojibake_from_a_wrong_charset_is_repaired():
+    """UTF-8 read as cp1252: what a page served with a wrong charset header looks like."""
+    damaged = "The cafÃ© served crÃ¨me brÃ»lÃ©e â€” itâ€™s a classic."
+    repaired = "The café served crème brûlée — it\u2019s a classic."
+    assert clean_text(damaged, Category.ARTICLE) == repaired
+
+
+def test_permalink_marks_and_boilerplate_lines_are_removed_in_every_category():
+    page = (
+        "Skip to content\n"
+        "Introduction¶\n\n"
+        "Please enable JavaScript to view the comments.\n"
+        "The body of the text, with a ¶ sign in the middle.\n"
+        "Back to top\n"
+        "Heading 🔗"
+    )
+    for category in Category:
+        assert clean_text(page, category) == (
+            "Introduction\n\nThe body of the text, with a ¶ sign in the middle.\n\nHeading"
+        )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -114,7 +116,7 @@ def test_chunk_suite_checks_tokens_emptiness_dimension_and_norm():
         chunk(3, [1.0] + [0.0] * 99),
         chunk(4, [0.5] * 384),
     ]
-    checks = chunk_checks(QualitySettings(), max_tokens=254, dimension=384)
+    checks = chunk_checks(QualitySettings(), max_tokens=254, max_chars=4000, dimension=384)
     result = validate_frame(chunks_frame(chunks), checks, "chunks")
     assert sorted(result.reasons) == [1, 2, 3, 4]
     assert "text_chars" in result.reasons[1][0]
@@ -140,3 +142,42 @@ def test_report_is_one_self_contained_page_with_metrics():
 def test_empty_input_validates_to_nothing():
     result = validate_raw([])
     assert result.total == 0 and result.failure_rate == 0.0
+
+
+def test_repairable_mojibake_passes_and_replacement_characters_are_quarantined():
+    """A few mis-decoded characters barely move the printable ratio; they used to pass."""
+    repairable = raw(GOOD_TEXT + " The cafÃ© was itâ€™s best.", url="https://b.org/repairable")
+    lost = raw(GOOD_TEXT + " The caf\ufffd was it\ufffds best.", url="https://b.org/lost")
+    result = validate_raw([repairable, lost])
+    assert sorted(result.reasons) == [1]
+    assert result.reasons[1] == ["ExpectColumnValuesToBeBetween(encoding_damage, max_value=0)"]
+
+
+def test_chunks_over_the_character_cap_or_mostly_unknown_tokens_are_quarantined():
+    unit = [1.0] + [0.0] * 383
+    chunks = [
+        chunk(0, unit, text="ordinary words here", tokens=3),
+        chunk(1, unit, text="Q" * 2000, tokens=1),
+        chunk(2, unit, text="word " * 1000, tokens=1000),
+    ]
+    checks = chunk_checks(QualitySettings(), max_tokens=2000, max_chars=4000, dimension=384)
+    result = validate_frame(chunks_frame(chunks), checks, "chunks")
+    assert sorted(result.reasons) == [1, 2]
+    assert any("chars_per_token" in r for r in result.reasons[1])
+    assert any("text_chars" in r for r in result.reasons[2])
+
+
+def test_great_expectations_info_chatter_stays_out_of_normal_output():
+    """In a fresh process, as the CLI runs it: GX logs dozens of INFO lines on first use."""
+    script = (
+        "from twin_lib.logs import configure_logging\n"
+        "configure_logging('INFO', as_json=False)\n"
+        "from tests.quality.test_validation import raw, validate_raw\n"
+        "validate_raw([raw()])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    output = done.stdout + done.stderr
+    assert "raw_documents: 0/1 records failed" in output
+    assert "great_expectations" not in output

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,8 +35,23 @@ def _sources(urls: list[str], category: Category | None) -> list[Source]:
     return [Source(url=url, category=category) for url in urls]
 
 
-def workdir_or_temp(workdir: Path | None) -> Path:
-    return workdir or Path(tempfile.mkdtemp(prefix="twin-features-"))
+@contextmanager
+def workdir_or_temp(workdir: Path | None) -> Iterator[Path]:
+    """The given folder (created if missing) or a new temporary one.
+
+    A temporary folder that is still empty when the command ends (it failed before writing
+    anything) is removed, so failed runs leave no litter in the temp directory.
+    """
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    directory = Path(tempfile.mkdtemp(prefix="twin-features-"))
+    try:
+        yield directory
+    finally:
+        if not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def crawl(
@@ -48,17 +65,18 @@ def crawl(
     from twin_lib.steps.crawl import crawl_to_lake
 
     settings = settings_of(ctx)
-    output = workdir_or_temp(workdir) / "raw_documents.parquet"
-    try:
-        result = crawl_to_lake(
-            _sources(sources, category),
-            author=author,
-            minio=settings.minio,
-            features=settings.features,
-            output=output,
-        )
-    except RuntimeError as error:
-        raise fail(str(error)) from error
+    with workdir_or_temp(workdir) as directory:
+        output = directory / "raw_documents.parquet"
+        try:
+            result = crawl_to_lake(
+                _sources(sources, category),
+                author=author,
+                minio=settings.minio,
+                features=settings.features,
+                output=output,
+            )
+        except RuntimeError as error:
+            raise fail(str(error)) from error
     for failure in result.failures:
         console.print(f"[yellow]skipped[/] {failure['source_url']}: {failure['reason']}")
     state = "unchanged" if result.unchanged else "written"
@@ -80,21 +98,51 @@ def features(
     from twin_lib.steps.feature_run import run_feature_steps
 
     settings = settings_of(ctx)
-    directory = workdir_or_temp(workdir)
-    try:
-        metrics = run_feature_steps(
-            _sources(sources, category),
-            author=author,
-            workdir=directory,
-            minio=settings.minio,
-            weaviate=settings.weaviate,
-            features=settings.features,
-        )
-    except (QualityGateError, RuntimeError) as error:
-        raise fail(f"{error} (reports in {directory})") from error
+    with workdir_or_temp(workdir) as directory:
+        try:
+            metrics = run_feature_steps(
+                _sources(sources, category),
+                author=author,
+                workdir=directory,
+                minio=settings.minio,
+                weaviate=settings.weaviate,
+                features=settings.features,
+            )
+        except (QualityGateError, RuntimeError) as error:
+            reports = f" (reports in {directory})" if any(directory.iterdir()) else ""
+            raise fail(f"{error}{reports}") from error
     summary(
         f"{int(metrics['documents_loaded'])} documents loaded, "
         f"{int(metrics['documents_unchanged'])} unchanged, "
         f"{int(metrics['documents_deleted'])} deleted; Weaviate holds "
         f"{int(metrics['collection_size'])} chunks; reports in {directory}"
+    )
+
+
+def forget_source(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The source exactly as it was crawled.")],
+    author: AuthorOption,
+) -> None:
+    """Delete one source's documents from the feature store, on purpose.
+
+    The sync keeps documents of sources that failed or vanished from a feed; this removes a
+    source for good: its chunks in Weaviate and its sync state.
+    """
+    from twin_lib.steps.features import forget_source as forget
+
+    settings = settings_of(ctx)
+    try:
+        result = forget(
+            source,
+            author=author,
+            minio=settings.minio,
+            weaviate=settings.weaviate,
+            features=settings.features,
+        )
+    except ValueError as error:
+        raise fail(str(error)) from error
+    summary(
+        f"forgot {result.origin} of {result.author}: {result.documents} documents and "
+        f"{result.chunks} chunks deleted from {settings.weaviate.collection}"
     )

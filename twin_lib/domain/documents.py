@@ -102,6 +102,11 @@ class Chunk(_Provenance):
     title: str = ""
     text: str
     token_count: int
+    feature_version: str = Field(
+        default="",
+        description="model, chunking and cleaning the chunk was made with (see "
+        "twin_lib.features.version)",
+    )
 
 
 class EmbeddedChunk(Chunk):

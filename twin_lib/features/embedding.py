@@ -29,11 +29,11 @@ def resolve_model_path(name: str) -> str:
 
 
 @functools.cache
-def load_model(name: str, device: str) -> SentenceTransformer:
+def load_model(name: str, device: str, revision: str | None = None) -> SentenceTransformer:
     """Load once per process: chunking (tokenizer) and embedding share the same instance."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_model_path(name), device=device)
+    return SentenceTransformer(resolve_model_path(name), device=device, revision=revision)
 
 
 def model_window(model: SentenceTransformer) -> int:
@@ -70,7 +70,7 @@ def embed_texts(
 def embed_chunks(
     chunks: Sequence[Chunk], model: SentenceTransformer, settings: EmbeddingSettings
 ) -> list[EmbeddedChunk]:
-    """Attach a vector and the model name to each chunk."""
+    """Attach a vector and the model name to each chunk (the feature version it already has)."""
     vectors = embed_texts([chunk.text for chunk in chunks], model, settings)
     return [
         EmbeddedChunk(**chunk.model_dump(), embedding=vector, embedding_model=settings.model)

@@ -63,16 +63,30 @@ def raw_document_checks(settings: QualitySettings) -> list[Check]:
             "ExpectColumnValuesToBeBetween",
             {"column": "letter_ratio", "min_value": settings.min_letter_ratio},
         ),
+        Check(
+            "ExpectColumnValuesToBeBetween",
+            {"column": "encoding_damage", "max_value": settings.max_encoding_damage},
+        ),
     ]
 
 
-def chunk_checks(settings: QualitySettings, *, max_tokens: int, dimension: int) -> list[Check]:
-    """No empty chunk, token count within the model window, vectors of the right size and norm."""
+def chunk_checks(
+    settings: QualitySettings, *, max_tokens: int, max_chars: int, dimension: int
+) -> list[Check]:
+    """No empty or oversized chunk, tokens within the model window and standing for text
+    (not one unknown token covering a huge span), vectors of the right size and norm."""
     tolerance = settings.embedding_norm_tolerance
     return [
         *_present("chunk_id", "document_id"),
         Check("ExpectColumnValuesToBeUnique", {"column": "chunk_id"}),
-        Check("ExpectColumnValuesToBeBetween", {"column": "text_chars", "min_value": 1}),
+        Check(
+            "ExpectColumnValuesToBeBetween",
+            {"column": "text_chars", "min_value": 1, "max_value": max_chars},
+        ),
+        Check(
+            "ExpectColumnValuesToBeBetween",
+            {"column": "chars_per_token", "max_value": settings.max_chars_per_token},
+        ),
         Check(
             "ExpectColumnValuesToBeBetween",
             {

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from twin_lib.domain import EmbeddedChunk, RawDocument
+from twin_lib.domain.encoding import encoding_damage
 
 ROW = "_row"
 
@@ -26,6 +27,11 @@ def printable_ratio(text: str) -> float:
         if ch == "\ufffd" or (ch not in "\n\r\t" and unicodedata.category(ch) in ("Cc", "Cn", "Co"))
     )
     return 1 - bad / len(text)
+
+
+def chars_per_token(text: str, tokens: int) -> float:
+    """High when unknown tokens stand for long spans of text the model never sees."""
+    return len(text) / tokens if tokens else float(len(text))
 
 
 def letter_ratio(text: str) -> float:
@@ -48,6 +54,8 @@ def raw_documents_frame(documents: Sequence[RawDocument]) -> pd.DataFrame:
             "text_chars": [len(d.text.strip()) for d in documents],
             "printable_ratio": [printable_ratio(d.text) for d in documents],
             "letter_ratio": [letter_ratio(d.text) for d in documents],
+            # a few mis-decoded characters barely move the printable ratio
+            "encoding_damage": [encoding_damage(f"{d.title}\n{d.text}") for d in documents],
         }
     )
 
@@ -60,6 +68,7 @@ def chunks_frame(chunks: Sequence[EmbeddedChunk]) -> pd.DataFrame:
             "document_id": [c.document_id for c in chunks],
             "text_chars": [len(c.text.strip()) for c in chunks],
             "token_count": [c.token_count for c in chunks],
+            "chars_per_token": [chars_per_token(c.text, c.token_count) for c in chunks],
             "embedding_dim": [len(c.embedding) for c in chunks],
             "embedding_norm": [math.sqrt(sum(x * x for x in c.embedding)) for c in chunks],
         }

@@ -50,10 +50,19 @@ def _context() -> Any:
     """One ephemeral context per process: no files written, no network, imported lazily.
 
     GX's per-metric progress bars are switched off: they flood pipeline logs with hundreds
-    of carriage-return lines per validation, and the steps log their own counts.
+    of carriage-return lines per validation, and the steps log their own counts. Its INFO
+    messages (dozens on import, about its own decorators and temporary folders) are kept out
+    of normal output too; with DEBUG logging they stay.
     """
+    quiet = not logging.getLogger("great_expectations").isEnabledFor(logging.DEBUG)
+    if quiet:
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
+    from great_expectations.data_context.types import base
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if quiet:  # this module sets its own logger to INFO on import
+        logging.getLogger(base.__name__).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -65,9 +74,9 @@ def validate_frame(frame: pd.DataFrame, checks: list[Check], suite_name: str) ->
     result = ValidationResult(suite=suite_name, total=len(frame))
     if frame.empty:
         return result
+    context = _context()
     import great_expectations as gx
 
-    context = _context()
     source = context.data_sources.add_or_update_pandas(f"twin-{suite_name}")
     asset = source.add_dataframe_asset(f"{suite_name}-{len(source.assets)}")
     batch = asset.add_batch_definition_whole_dataframe("all").get_batch(

@@ -26,6 +26,20 @@ from twin_lib.steps.quality import validate_documents
 logger = logging.getLogger(__name__)
 
 
+_FILES = (
+    "raw_documents.parquet",
+    "valid_documents.parquet",
+    "changed_documents.parquet",
+    "cleaned_documents.parquet",
+    "chunks.parquet",
+    "embedded_chunks.parquet",
+    "valid_chunks.parquet",
+    "plan.json",
+    "raw_documents_report.html",
+    "chunks_report.html",
+)
+
+
 def run_feature_steps(
     sources: Sequence[Source],
     *,
@@ -37,36 +51,41 @@ def run_feature_steps(
 ) -> dict[str, float]:
     """Crawl to load, in order; returns the metrics of every step merged."""
     workdir.mkdir(parents=True, exist_ok=True)
-    path = {
-        name: workdir / name
-        for name in (
-            "raw_documents.parquet",
-            "valid_documents.parquet",
-            "changed_documents.parquet",
-            "cleaned_documents.parquet",
-            "chunks.parquet",
-            "embedded_chunks.parquet",
-            "valid_chunks.parquet",
-            "plan.json",
-            "raw_documents_report.html",
-            "chunks_report.html",
-        )
-    }
-    crawl = crawl_to_lake(
-        sources, author=author, minio=minio, features=features, output=path["raw_documents.parquet"]
-    )
+    raw = workdir / "raw_documents.parquet"
+    crawl = crawl_to_lake(sources, author=author, minio=minio, features=features, output=raw)
     metrics = {"crawled_documents": float(crawl.documents)}
-    metrics |= validate_documents(
-        path["raw_documents.parquet"],
+    return metrics | sync_documents(
+        raw,
+        crawl.complete_origins,
+        workdir=workdir,
+        minio=minio,
+        weaviate=weaviate,
+        features=features,
+    )
+
+
+def sync_documents(
+    raw_path: Path,
+    complete_origins: Sequence[str],
+    *,
+    workdir: Path,
+    minio: MinioSettings,
+    weaviate: WeaviateSettings,
+    features: FeaturesSettings,
+) -> dict[str, float]:
+    """Every step after the crawl, from raw documents in ``raw_path`` to the feature store."""
+    path = {name: workdir / name for name in _FILES}
+    metrics = validate_documents(
+        raw_path,
         output=path["valid_documents.parquet"],
         report_path=path["raw_documents_report.html"],
         quality=features.quality,
         minio=minio,
     )
     plan_sync(
-        path["raw_documents.parquet"],
+        raw_path,
         path["valid_documents.parquet"],
-        crawl.crawled_origins,
+        complete_origins,
         output=path["changed_documents.parquet"],
         plan_path=path["plan.json"],
         minio=minio,

@@ -1,16 +1,19 @@
 """The feature steps after validation: plan, clean, chunk, embed, load into Weaviate.
 
-``plan_sync`` compares validated documents with what the feature store holds, so only new
-or changed documents are cleaned, chunked and embedded: a re-run over unchanged sources
-embeds nothing and writes nothing. Documents that vanished from a source that was crawled
-successfully are deleted; a source that failed to crawl keeps its documents.
+``plan_sync`` compares validated documents with what the feature store holds (the rules are
+in ``twin_lib.features.sync``), so only new or changed documents, or all of them after a
+change of the feature version, are cleaned, chunked and embedded: a re-run over unchanged
+sources embeds nothing and writes nothing. ``load_features`` writes a changed document's
+new chunks before deleting its stale ones, so it is never missing from search.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from pydantic import BaseModel
@@ -20,97 +23,50 @@ from twin_lib.domain.records import read_records, write_records
 from twin_lib.features.chunking import chunk_document
 from twin_lib.features.cleaning import clean_document
 from twin_lib.features.embedding import embed_chunks, load_model, model_window
+from twin_lib.features.sync import StoredVersions, SyncPlan, decide
+from twin_lib.features.version import embedding_identity, feature_version
 from twin_lib.settings import FeaturesSettings, MinioSettings, WeaviateSettings
+from twin_lib.steps.feature_state import FeatureState
 from twin_lib.steps.quality import validate_chunks
 from twin_lib.storage import (
     CollectionSchema,
-    ObjectNotFoundError,
     ObjectStore,
     VectorRecord,
     VectorStore,
     chunk_collection_schema,
 )
+from twin_lib.storage.vector_store import record_uuid
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
 
-class SyncedDocument(BaseModel):
-    """What the feature store holds for one document, and where it was crawled from."""
-
-    origin: str
-    content_hash: str
-
-
-class SyncPlan(BaseModel):
-    """Which documents to (re)load, which to delete, and the state to record afterwards."""
-
-    upsert: list[str]
-    delete: list[str]
-    unchanged: int
-    current: dict[str, SyncedDocument]
+def _state(
+    objects: ObjectStore,
+    minio: MinioSettings,
+    features: FeaturesSettings,
+    weaviate: WeaviateSettings,
+) -> FeatureState:
+    objects.ensure_buckets(minio.features_bucket)
+    return FeatureState(objects, minio.features_bucket, features.state_prefix, weaviate.collection)
 
 
-def _state_key(features: FeaturesSettings, weaviate: WeaviateSettings) -> str:
-    return f"{features.state_prefix}/{weaviate.collection}.json"
-
-
-def read_sync_state(objects: ObjectStore, bucket: str, key: str) -> dict[str, SyncedDocument]:
-    try:
-        raw = objects.get_json(bucket, key)
-    except ObjectNotFoundError:
-        return {}
-    return {doc: SyncedDocument.model_validate(entry) for doc, entry in raw.items()}
-
-
-def stored_hashes(store: VectorStore, schema: CollectionSchema) -> dict[str, set[str]]:
-    """document id -> content hashes of its chunks, read from Weaviate itself (the truth)."""
-    hashes: dict[str, set[str]] = {}
-    for row in store.iter_properties(schema, ["document_id", "content_hash"]):
-        hashes.setdefault(row["document_id"], set()).add(row["content_hash"])
-    return hashes
-
-
-def decide(
-    crawled: Sequence[RawDocument],
-    valid: Sequence[RawDocument],
-    crawled_origins: Sequence[str],
-    stored: dict[str, set[str]],
-    state: dict[str, SyncedDocument],
-) -> SyncPlan:
-    """Pure planning: which documents to (re)load and which to delete.
-
-    A document is up to date only when the store holds exactly its current hash *and* the
-    recorded state, written after a successful load, says so. The store alone cannot tell a
-    complete document from one whose load died half-way (its chunks share the document's
-    hash), and the state alone cannot tell that the collection was emptied behind its back.
-    """
-    upsert = [
-        d.document_id
-        for d in valid
-        if stored.get(d.document_id) != {d.content_hash}
-        or (entry := state.get(d.document_id)) is None
-        or entry.content_hash != d.content_hash
-    ]
-    crawled_ids = {d.document_id for d in crawled}
-    origins = set(crawled_origins)
-    delete = sorted(
-        doc for doc, entry in state.items() if entry.origin in origins and doc not in crawled_ids
-    )
-    return SyncPlan(
-        upsert=upsert,
-        delete=delete,
-        unchanged=len(valid) - len(upsert),
-        current={
-            d.document_id: SyncedDocument(origin=d.origin, content_hash=d.content_hash)
-            for d in valid
-        },
-    )
+def stored_versions(store: VectorStore, schema: CollectionSchema) -> StoredVersions:
+    """document id -> (content hash, feature version) of its chunks, read from Weaviate itself."""
+    versions: dict[str, set[tuple[str, str]]] = {}
+    for row in store.iter_properties(schema, ["document_id", "content_hash", "feature_version"]):
+        versions.setdefault(row["document_id"], set()).add(
+            (row["content_hash"], row.get("feature_version") or "")
+        )
+    return versions
 
 
 def plan_sync(
     crawled_path: Path,
     valid_path: Path,
-    crawled_origins: Sequence[str],
+    complete_origins: Sequence[str],
     *,
     output: Path,
     plan_path: Path,
@@ -118,24 +74,35 @@ def plan_sync(
     weaviate: WeaviateSettings,
     features: FeaturesSettings,
 ) -> SyncPlan:
-    """Write the documents that need (re)loading to ``output`` and the plan to ``plan_path``."""
+    """Write the documents that need (re)loading to ``output`` and the plan to ``plan_path``.
+
+    Only origins in ``complete_origins`` (complete listings of authoritative sources) may
+    delete the documents they no longer contain.
+    """
     valid = read_records(valid_path, RawDocument)
-    objects = ObjectStore(minio)
-    objects.ensure_buckets(minio.features_bucket)
+    state = _state(ObjectStore(minio), minio, features, weaviate)
+    state.check_binding(embedding_identity(features.embedding))
     schema = chunk_collection_schema(weaviate.collection, features.embedding.dimensions)
     with VectorStore(weaviate) as store:
         store.ensure_collection(schema)
-        stored = stored_hashes(store, schema)
-    state = read_sync_state(objects, minio.features_bucket, _state_key(features, weaviate))
-    plan = decide(read_records(crawled_path, RawDocument), valid, crawled_origins, stored, state)
+        stored = stored_versions(store, schema)
+    plan = decide(
+        read_records(crawled_path, RawDocument),
+        valid,
+        complete_origins,
+        stored,
+        state.read(),
+        feature_version(features),
+    )
     wanted = set(plan.upsert)
     write_records(output, [d for d in valid if d.document_id in wanted], RawDocument)
     plan_path.write_text(plan.model_dump_json(), encoding="utf-8")
     logger.info(
-        "plan: %d to load, %d unchanged, %d to delete",
+        "plan: %d to load, %d unchanged, %d to delete (feature version %s)",
         len(plan.upsert),
         plan.unchanged,
         len(plan.delete),
+        plan.feature_version,
     )
     return plan
 
@@ -145,18 +112,29 @@ def clean_documents(input_path: Path, *, output: Path) -> int:
     return write_records(output, [clean_document(d) for d in documents], CleanedDocument)
 
 
+def _model(features: FeaturesSettings) -> SentenceTransformer:
+    embedding = features.embedding
+    return load_model(embedding.model, embedding.device, embedding.revision)
+
+
 def chunk_documents(input_path: Path, *, output: Path, features: FeaturesSettings) -> int:
-    """Chunk with the embedding model's tokenizer, sized per category."""
+    """Chunk with the embedding model's tokenizer, sized per category, tagged with the version."""
     documents = read_records(input_path, CleanedDocument)
     if not documents:  # an unchanged re-run: no reason to load the model in this pod
         return write_records(output, [], Chunk)
-    model = load_model(features.embedding.model, features.embedding.device)
+    model = _model(features)
     window = model_window(model)
+    version = feature_version(features)
     chunks = [
         chunk
         for document in documents
         for chunk in chunk_document(
-            document, features.chunking.for_category(document.category), model.tokenizer, window
+            document,
+            features.chunking.for_category(document.category),
+            model.tokenizer,
+            window,
+            max_chars=features.chunking.max_chunk_chars,
+            feature_version=version,
         )
     ]
     logger.info("%d documents -> %d chunks", len(documents), len(chunks))
@@ -168,13 +146,13 @@ def embed_chunk_file(input_path: Path, *, output: Path, features: FeaturesSettin
     chunks = read_records(input_path, Chunk)
     if not chunks:
         return write_records(output, [], EmbeddedChunk)
-    model = load_model(features.embedding.model, features.embedding.device)
+    model = _model(features)
     dimension = model.get_embedding_dimension()
     if dimension != features.embedding.dimensions:
         raise ValueError(
             f"model {features.embedding.model} makes {dimension}-d vectors but "
             f"features.embedding.dimensions is {features.embedding.dimensions}; set it to "
-            f"{dimension} (and use a new Weaviate collection)"
+            f"{dimension} and TWIN_WEAVIATE__COLLECTION to a new collection"
         )
     return write_records(output, embed_chunks(chunks, model, features.embedding), EmbeddedChunk)
 
@@ -187,19 +165,19 @@ def validate_embedded_chunks(
     features: FeaturesSettings,
     minio: MinioSettings,
 ) -> dict[str, float]:
-    """Chunk validation bound to this model's window and the configured vector size.
+    """Chunk validation bound to this model's window, the character cap and the vector size.
 
     The model is loaded only to learn its window; with no chunks there is nothing to bound.
     """
     has_chunks = pq.read_metadata(str(input_path)).num_rows > 0
-    model = load_model(features.embedding.model, features.embedding.device) if has_chunks else None
     return validate_chunks(
         input_path,
         output=output,
         report_path=report_path,
         quality=features.quality,
         minio=minio,
-        max_tokens=model_window(model) if model is not None else 0,
+        max_tokens=model_window(_model(features)) if has_chunks else 0,
+        max_chars=features.chunking.max_chunk_chars,
         dimension=features.embedding.dimensions,
     )
 
@@ -213,9 +191,11 @@ def _vector_record(chunk: EmbeddedChunk) -> VectorRecord:
             "author": chunk.author,
             "category": str(chunk.category),
             "source_url": chunk.source_url,
+            "origin": chunk.origin,
             "document_id": chunk.document_id,
             "chunk_index": chunk.chunk_index,
             "content_hash": chunk.content_hash,
+            "feature_version": chunk.feature_version,
             "snapshot_id": chunk.snapshot_id or "",
         },
     )
@@ -229,49 +209,99 @@ def load_features(
     weaviate: WeaviateSettings,
     features: FeaturesSettings,
 ) -> dict[str, float]:
-    """Replace changed documents' chunks, delete removed documents, record the new state.
+    """Write new chunks, then delete stale and removed ones, then record the state.
 
-    A document whose chunks failed to load is left out of the recorded state, so the next
-    run sees it as changed and tries again.
+    In that order, a crash at any point leaves every document searchable, and the next run
+    finishes the job: a document whose state was not recorded is planned again. A document
+    whose chunks failed to write is left out of the state for the same reason; one whose
+    chunks were all quarantined (or that yields none) is recorded with zero chunks and done.
     """
     plan = SyncPlan.model_validate_json(plan_path.read_text(encoding="utf-8"))
     chunks = read_records(chunks_path, EmbeddedChunk)
     schema = chunk_collection_schema(weaviate.collection, features.embedding.dimensions)
-    objects = ObjectStore(minio)
-    state_key = _state_key(features, weaviate)
-    state = read_sync_state(objects, minio.features_bucket, state_key)
+    state = _state(ObjectStore(minio), minio, features, weaviate)
+    if plan.upsert or plan.delete:
+        state.bind(embedding_identity(features.embedding), plan.feature_version)
+    records = [_vector_record(c) for c in chunks]
     with VectorStore(weaviate) as store:
         store.ensure_collection(schema)
-        deleted = sum(
-            store.delete_where(schema, {"document_id": d}) for d in [*plan.upsert, *plan.delete]
+        report = store.upsert(schema, records)
+        failed = {chunks[f.index].document_id for f in report.failures}
+        loaded = [doc for doc in plan.upsert if doc not in failed]
+        kept: dict[str, list[str]] = {doc: [] for doc in loaded}
+        for chunk, record in zip(chunks, records, strict=True):
+            if chunk.document_id in kept:
+                kept[chunk.document_id].append(record_uuid(schema, record.properties))
+        stale = sum(
+            store.delete_where(schema, {"document_id": doc}, keep=ids) for doc, ids in kept.items()
         )
-        report = store.upsert(schema, [_vector_record(c) for c in chunks])
+        removed = sum(store.delete_where(schema, {"document_id": doc}) for doc in plan.delete)
         total = store.count(schema)
-    failed_docs = {chunks[f.index].document_id for f in report.failures}
-    loaded = {c.document_id for c in chunks} - failed_docs
-    unchanged = set(plan.current) - set(plan.upsert)
-    for doc in plan.delete:
-        state.pop(doc, None)
-    state.update({doc: plan.current[doc] for doc in loaded | unchanged if doc in plan.current})
-    objects.put_json(
-        minio.features_bucket,
-        state_key,
-        {doc: entry.model_dump() for doc, entry in sorted(state.items())},
+    per_document = Counter(doc for doc, ids in kept.items() for _ in ids)
+    state.record(
+        {doc: plan.current[doc].model_copy(update={"chunks": per_document[doc]}) for doc in loaded}
     )
+    state.forget(plan.delete)
     logger.info(
-        "loaded %d chunks of %d documents, deleted %d old chunks, %d failed; collection holds %d",
+        "loaded %d chunks of %d documents, deleted %d stale and %d removed chunks, %d failed; "
+        "collection holds %d",
         report.written,
         len(loaded),
-        deleted,
+        stale,
+        removed,
         len(report.failures),
         total,
     )
     return {
         "chunks_written": float(report.written),
         "chunks_failed": float(len(report.failures)),
-        "chunks_deleted": float(deleted),
+        "chunks_deleted": float(stale + removed),
         "documents_loaded": float(len(loaded)),
         "documents_deleted": float(len(plan.delete)),
         "documents_unchanged": float(plan.unchanged),
         "collection_size": float(total),
     }
+
+
+class ForgottenSource(BaseModel):
+    """What ``forget_source`` removed."""
+
+    origin: str
+    author: str
+    documents: int
+    chunks: int
+
+
+def forget_source(
+    origin: str,
+    *,
+    author: str,
+    minio: MinioSettings,
+    weaviate: WeaviateSettings,
+    features: FeaturesSettings,
+) -> ForgottenSource:
+    """Delete every chunk and state entry of one source on purpose.
+
+    The sync never deletes a whole source by itself (a source that is down looks the same as
+    one that is gone); this is how a person says a source is gone for good.
+    """
+    state = _state(ObjectStore(minio), minio, features, weaviate)
+    recorded = state.read()
+    documents = sorted(
+        doc for doc, entry in recorded.items() if entry.origin == origin and entry.author == author
+    )
+    schema = chunk_collection_schema(weaviate.collection, features.embedding.dimensions)
+    with VectorStore(weaviate) as store:
+        store.ensure_collection(schema)
+        chunks = store.delete_where(schema, {"origin": origin, "author": author})
+        chunks += sum(store.delete_where(schema, {"document_id": doc}) for doc in documents)
+    state.forget(documents)
+    if not documents and not chunks:
+        known = sorted({e.origin for e in recorded.values() if e.author == author})
+        raise ValueError(
+            f"no document of {author!r} comes from {origin!r} in collection "
+            f"{weaviate.collection}; give the source exactly as it was crawled"
+            + (f" (known sources: {', '.join(known)})" if known else "")
+        )
+    logger.info("forgot %s: %d documents, %d chunks", origin, len(documents), chunks)
+    return ForgottenSource(origin=origin, author=author, documents=len(documents), chunks=chunks)

@@ -101,14 +101,15 @@ def validate_chunks(
     quality: QualitySettings,
     minio: MinioSettings,
     max_tokens: int,
+    max_chars: int,
     dimension: int,
 ) -> dict[str, float]:
-    """Validate embedded chunks against the model's window and vector size."""
+    """Validate embedded chunks against the model's window, the character cap and vector size."""
     chunks = read_records(input_path, EmbeddedChunk)
     passed, metrics = _validate(
         chunks,
         chunks_frame(chunks),
-        chunk_checks(quality, max_tokens=max_tokens, dimension=dimension),
+        chunk_checks(quality, max_tokens=max_tokens, max_chars=max_chars, dimension=dimension),
         suite="chunks",
         quality=quality,
         minio=minio,

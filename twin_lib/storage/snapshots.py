@@ -41,6 +41,10 @@ class SnapshotManifest(BaseModel):
     dataset: str
     created: datetime
     parent: str | None = None
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the snapshot is of (e.g. its author), for finding its predecessor",
+    )
     record_count: int
     counts: dict[str, int] = Field(default_factory=dict)
     fields: list[SchemaField]
@@ -86,11 +90,17 @@ class SnapshotStore:
         table: pa.Table,
         *,
         hash_column: str = "content_hash",
+        identity: str | None = None,
         counts: dict[str, int] | None = None,
         parent: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> SnapshotManifest:
-        """Write ``table`` as a snapshot, or return the existing one with the same content."""
-        content_hash = table_content_hash(table, hash_column)
+        """Write ``table`` as a snapshot, or return the existing one with the same content.
+
+        ``identity`` replaces the hash of ``hash_column`` when more than the content makes a
+        snapshot what it is (raw documents: also their author and source URLs).
+        """
+        content_hash = identity or table_content_hash(table, hash_column)
         sid = snapshot_id(dataset, content_hash)
         existing = self.find(sid)
         if existing is not None:
@@ -113,6 +123,7 @@ class SnapshotStore:
             dataset=dataset,
             created=datetime.now(UTC),
             parent=parent,
+            labels=labels or {},
             record_count=table.num_rows,
             counts=counts or {},
             fields=[SchemaField(name=f.name, type=str(f.type)) for f in table.schema],
@@ -168,6 +179,8 @@ class SnapshotStore:
         ]
         return sorted(manifests, key=lambda m: m.created)
 
-    def latest(self, dataset: str) -> SnapshotManifest | None:
-        manifests = self.list(dataset)
+    def latest(self, dataset: str, labels: dict[str, str] | None = None) -> SnapshotManifest | None:
+        """The newest snapshot of ``dataset`` whose labels include all of ``labels``."""
+        wanted = (labels or {}).items()
+        manifests = [m for m in self.list(dataset) if wanted <= m.labels.items()]
         return manifests[-1] if manifests else None

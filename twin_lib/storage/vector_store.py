@@ -97,8 +97,10 @@ def chunk_collection_schema(name: str, dimensions: int) -> CollectionSchema:
             PropertySpec(name="chunk_index", data_type="int"),
             PropertySpec(name="content_hash", data_type="text"),
             PropertySpec(name="snapshot_id", data_type="text"),
+            PropertySpec(name="origin", data_type="text"),
+            PropertySpec(name="feature_version", data_type="text"),
         ],
-        identity=["document_id", "chunk_index", "content_hash"],
+        identity=["document_id", "chunk_index", "content_hash", "feature_version"],
     )
 
 
@@ -229,7 +231,7 @@ class VectorStore:
         """Create the collection or migrate it forward; returns the properties added.
 
         Existing properties with another type, or another vector size, cannot be migrated
-        in place: that is reported as an error that says how to rebuild.
+        in place: that is reported as an error that names the setting for a new collection.
         """
         client = self.connect()
         if not self._call(lambda: client.collections.exists(schema.name)):
@@ -257,8 +259,7 @@ class VectorStore:
             raise StorageError(
                 f"collection {schema.name} holds {declared_dims}-d vectors but the schema "
                 f"declares {schema.dimensions}: a different embedding model needs a new "
-                f"collection name (setting TWIN_WEAVIATE__COLLECTION) or `twin features "
-                f"--rebuild`"
+                "collection: set TWIN_WEAVIATE__COLLECTION to a new name"
             )
         existing = {p.name: p.data_type for p in config.properties}
         added = []
@@ -274,12 +275,15 @@ class VectorStore:
             elif existing[spec.name] != wanted:
                 raise StorageError(
                     f"property {schema.name}.{spec.name} is {existing[spec.name].value} in "
-                    f"Weaviate but declared {wanted.value}; rename the property or rebuild "
-                    "the collection"
+                    f"Weaviate but declared {wanted.value}; load into a new collection: set "
+                    "TWIN_WEAVIATE__COLLECTION to a new name"
                 )
         if added:
             log.info("migrated collection", extra={"collection": schema.name, "added": added})
         return added
+
+    def collection_exists(self, name: str) -> bool:
+        return bool(self._call(lambda: self.connect().collections.exists(name)))
 
     def drop_collection(self, name: str) -> None:
         self._call(lambda: self.connect().collections.delete(name))
@@ -322,12 +326,25 @@ class VectorStore:
             )
         return report
 
-    def delete_where(self, schema: CollectionSchema, filters: dict[str, FilterValue]) -> int:
-        """Delete every object matching all ``filters`` (e.g. one document or source)."""
+    def delete_where(
+        self,
+        schema: CollectionSchema,
+        filters: dict[str, FilterValue],
+        *,
+        keep: Sequence[str] = (),
+    ) -> int:
+        """Delete every object matching all ``filters`` except those whose id is in ``keep``.
+
+        ``keep`` lets a replaced document's new chunks be written first and its stale ones
+        deleted after, so the document is never missing from search.
+        """
         if not filters:
             raise ValueError("delete_where needs at least one filter; refusing to delete all")
         collection = self._collection(schema)
-        result = self._call(lambda: collection.data.delete_many(where=_where(filters)))
+        where = _where(filters)
+        if keep:
+            where = Filter.all_of([where, Filter.by_id().contains_none(list(keep))])
+        result = self._call(lambda: collection.data.delete_many(where=where))
         return int(result.successful)
 
     def count(self, schema: CollectionSchema, filters: dict[str, FilterValue] | None = None) -> int:
