@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from twin_lib.k8s.submit import SubmitError, parse_params, submit_run
+from twin_lib.k8s.submit import SubmitError, parse_params, pipeline_arguments, submit_run
 from twin_lib.settings import TwinSettings
 
 
@@ -59,3 +59,23 @@ def test_unregistered_pipeline_says_what_to_apply() -> None:
 def test_bad_param_is_rejected() -> None:
     with pytest.raises(SubmitError, match="name=value"):
         parse_params(["novalue"])
+
+
+def _pipeline(sources: list, author: str, features: dict | None = None) -> None:
+    """Stands for a catalog pipeline: only its signature matters here."""
+
+
+def test_arguments_follow_the_pipeline_signature() -> None:
+    fallbacks = {"features": {"from": "settings"}, "stack": {"unused": True}}
+    given = {"sources": ["a"], "author": "Ada"}
+    assert pipeline_arguments(_pipeline, given, fallbacks) == {
+        "sources": ["a"],
+        "author": "Ada",
+        "features": {"from": "settings"},
+    }
+    explicit = {**given, "features": {"from": "flag"}}
+    assert pipeline_arguments(_pipeline, explicit, fallbacks)["features"] == {"from": "flag"}
+    with pytest.raises(SubmitError, match=r"unknown parameter.*athor.*takes: sources, author"):
+        pipeline_arguments(_pipeline, {**given, "athor": "x"})
+    with pytest.raises(SubmitError, match=r"missing parameter.*author"):
+        pipeline_arguments(_pipeline, {"sources": []})

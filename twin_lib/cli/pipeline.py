@@ -13,13 +13,15 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
-from twin_lib.cli.context import console, fail, settings_of, summary
-from twin_lib.cli.features import AuthorOption, WorkdirOption, workdir_or_temp
-from twin_lib.k8s.submit import SubmitError, parse_params, submit_run
+from twin_lib.cli.context import console, fail, literal, settings_of, show, summary
+from twin_lib.cli.features import WorkdirOption, workdir_or_temp
+from twin_lib.k8s.submit import SubmitError, parse_params, pipeline_arguments, submit_run
+from twin_lib.settings import TwinSettings
 
 app = typer.Typer(help="Run the platform's KFP pipelines.", no_args_is_help=True)
 
@@ -38,55 +40,115 @@ def _local_outputs(root: Path) -> tuple[list[Path], dict[str, float]]:
     return sorted(newest.glob("*/report")), metrics
 
 
+def _settings_fallbacks(settings: TwinSettings) -> dict[str, Any]:
+    """Settings groups offered to pipeline parameters of the same name (e.g. ``features``)."""
+    return {
+        name: value.model_dump(mode="json", exclude_none=True)
+        for name in type(settings).model_fields
+        if isinstance(value := getattr(settings, name), BaseModel)
+    }
+
+
+def _given_params(
+    params_file: Path | None, param: list[str] | None, flags: dict[str, Any]
+) -> dict[str, Any]:
+    """File, then ``--param`` pairs, then the named flags; later ones win."""
+    from_file: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            from_file = json.loads(params_file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SubmitError(f"--params-file {params_file}: {error}") from error
+        if not isinstance(from_file, dict):
+            raise SubmitError(f"--params-file {params_file} must hold one JSON object")
+    given = {**from_file, **parse_params(param or [])}
+    return given | {key: value for key, value in flags.items() if value}
+
+
+def _run_locally(
+    name: str, pipeline: Any, arguments: dict[str, Any], root: Path, verbose: bool
+) -> None:
+    from kfp import local as kfp_local
+
+    from twin_lib.cli.kfp_local import step_progress
+
+    # KFP warns that each step names a non-Python base image; that image is this very
+    # environment packaged (images/components), so running in-process is what it would do.
+    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+    kfp_local.init(runner=kfp_local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    console.print(f"running pipeline {literal(name)} locally; artifacts in {literal(root)}")
+    with step_progress(verbose) as progress:
+        try:
+            pipeline(**arguments)
+        except RuntimeError as error:
+            failed = progress.results[-1].task if progress.results else name
+            for line in progress.tail:
+                show(f"    {line}")
+            raise fail(
+                f"pipeline {name} failed locally at step {failed} (its last output above; "
+                f"--verbose shows all, artifacts in {root}): {error}"
+            ) from error
+    reports, metrics = _local_outputs(root)
+    for key, value in sorted(metrics.items()):
+        show(f"  {key:<32} {value:g}")
+    for report in reports:
+        show(f"  report: {report}")
+    summary(f"pipeline {name} finished locally; {len(reports)} reports, artifacts in {root}")
+
+
 @app.command("run")
 def run_pipeline(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Pipeline name, e.g. feature.")],
-    sources: Annotated[list[str], typer.Option("--source", help="A source; repeat for more.")],
-    author: AuthorOption,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="A source (the `sources` parameter); repeat for more."),
+    ] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Whose writing this is (the `author` parameter).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Pipeline parameter name=value (JSON values keep their type)."),
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="Pipeline parameters as one JSON object.")
+    ] = None,
     local: Annotated[bool, typer.Option(help="Run with KFP local execution.")] = False,
+    verbose: Annotated[
+        bool, typer.Option(help="With --local: show KFP's full task logs and outputs.")
+    ] = False,
     pipeline_root: WorkdirOption = None,
 ) -> None:
-    """Run a pipeline from the catalog locally, or compile and send it to the KFP host."""
+    """Run a pipeline from the catalog locally, or compile and send it to the KFP host.
+
+    Parameters the pipeline declares and no flag sets come from the settings group of the
+    same name (e.g. ``features``), else from the pipeline's defaults.
+    """
     from pipelines.catalog import PIPELINES
     from twin_lib.settings import to_env
 
     settings = settings_of(ctx)
     if name not in PIPELINES:
         raise fail(f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
-    arguments = {
-        "sources": sources,
-        "author": author,
-        "features": settings.features.model_dump(mode="json"),
-    }
+    try:
+        given = _given_params(params_file, param, {"sources": sources, "author": author})
+        arguments = pipeline_arguments(PIPELINES[name], given, _settings_fallbacks(settings))
+    except SubmitError as error:
+        raise fail(f"pipeline {name}: {error}") from error
     if local:
-        from kfp import local as kfp_local
-
-        # KFP warns that each step names a non-Python base image; that image is this very
-        # environment packaged (images/components), so running in-process is what it would do.
-        warnings.filterwarnings(
-            "ignore", message=".*non-Python base image", category=RuntimeWarning
-        )
         os.environ.update(to_env(settings))  # components read endpoints like pods do
-        root = workdir_or_temp(pipeline_root)
-        kfp_local.init(runner=kfp_local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-        try:
-            PIPELINES[name](**arguments)
-        except RuntimeError as error:
-            raise fail(f"pipeline {name} failed locally: {error} (artifacts in {root})") from error
-        reports, metrics = _local_outputs(root)
-        for key, value in sorted(metrics.items()):
-            console.print(f"  {key:<32} {value:g}")
-        for report in reports:
-            console.print(f"  report: {report}")
-        summary(f"pipeline {name} finished locally; {len(reports)} reports, artifacts in {root}")
+        with workdir_or_temp(pipeline_root) as root:
+            _run_locally(name, PIPELINES[name], arguments, root, verbose)
         return
     if not settings.kfp.host:
         raise fail("no KFP host configured; set TWIN_KFP__HOST or pass --local")
     import kfp
 
+    from twin_lib.k8s.pipelines import rebuild
+
     client = kfp.Client(host=settings.kfp.host, namespace=settings.kfp.namespace)
-    run = client.create_run_from_pipeline_func(PIPELINES[name], arguments=arguments)
+    run = client.create_run_from_pipeline_func(rebuild(PIPELINES[name]), arguments=arguments)
     summary(f"submitted pipeline {name} as run {run.run_id} to {settings.kfp.host}")
 
 

@@ -7,9 +7,10 @@ container calls this through ``twin pipeline submit``. It runs the newest regist
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,38 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = raw
     return params
+
+
+def pipeline_arguments(
+    pipeline: Any, given: Mapping[str, Any], fallbacks: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The arguments a pipeline is called with: ``given``, then ``fallbacks`` (values from
+    settings) for parameters it declares, then its own defaults.
+
+    Checked against the pipeline function's signature so a typo fails here, naming the
+    parameter, instead of as an opaque compile or run error.
+    """
+    signature = inspect.signature(getattr(pipeline, "pipeline_func", pipeline))
+    known = signature.parameters
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise SubmitError(
+            f"unknown parameter(s) {', '.join(unknown)}; this pipeline takes: {', '.join(known)}"
+        )
+    arguments = {name: value for name, value in (fallbacks or {}).items() if name in known} | dict(
+        given
+    )
+    missing = [
+        name
+        for name, parameter in known.items()
+        if name not in arguments and parameter.default is inspect.Parameter.empty
+    ]
+    if missing:
+        raise SubmitError(
+            f"missing parameter(s) {', '.join(missing)}: pass --param {missing[0]}=VALUE "
+            "or put them in --params-file"
+        )
+    return arguments
 
 
 def submit_run(
