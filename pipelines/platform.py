@@ -54,8 +54,8 @@ CREDENTIAL_KEYS: tuple[str, ...] = (
 )
 
 
-class StepProfile(BaseModel):
-    """What one kind of step needs from the cluster."""
+class Resources(BaseModel):
+    """Kubernetes CPU and memory requests and limits of one task."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -63,6 +63,21 @@ class StepProfile(BaseModel):
     cpu_limit: str
     memory_request: str
     memory_limit: str
+
+
+# Streaming steps read and write JSON lines a record at a time; Great Expectations and the
+# tokenizer hold a whole file's frame; embed holds the model and batches of chunks.
+STREAMING = Resources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
+FRAMES = Resources(cpu_request="500m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi")
+MODEL = Resources(cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi")
+
+
+class StepProfile(BaseModel):
+    """What one kind of step needs from the cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resources: Resources
     side_effects: bool = Field(
         description="writes or reads changing state outside its inputs: never from cache"
     )
@@ -72,45 +87,20 @@ class StepProfile(BaseModel):
     )
 
 
-# Light steps stream JSON lines; embed holds the model and a batch of chunks (the heavy one).
-_LIGHT = {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "512Mi"}
+def _step(resources: Resources, *, side_effects: bool) -> StepProfile:
+    """Steps here touch services exactly when they have side effects."""
+    return StepProfile(resources=resources, side_effects=side_effects, uses_services=side_effects)
+
+
 STEP_PROFILES: dict[str, StepProfile] = {
-    "crawl": StepProfile(**_LIGHT, memory_limit="2Gi", side_effects=True, uses_services=True),
-    "validate-documents": StepProfile(
-        cpu_request="500m",
-        cpu_limit="1",
-        memory_request="1Gi",
-        memory_limit="2Gi",
-        side_effects=True,
-        uses_services=True,
-    ),
-    "plan-sync": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=True, uses_services=True),
-    "clean": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=False, uses_services=False),
-    "chunk": StepProfile(
-        cpu_request="500m",
-        cpu_limit="1",
-        memory_request="1Gi",
-        memory_limit="2Gi",
-        side_effects=False,
-        uses_services=False,
-    ),
-    "embed": StepProfile(
-        cpu_request="2",
-        cpu_limit="4",
-        memory_request="4Gi",
-        memory_limit="8Gi",
-        side_effects=False,
-        uses_services=False,
-    ),
-    "validate-chunks": StepProfile(
-        cpu_request="500m",
-        cpu_limit="1",
-        memory_request="1Gi",
-        memory_limit="2Gi",
-        side_effects=True,
-        uses_services=True,
-    ),
-    "load": StepProfile(**_LIGHT, memory_limit="1Gi", side_effects=True, uses_services=True),
+    "crawl": _step(FRAMES, side_effects=True),
+    "validate-documents": _step(FRAMES, side_effects=True),
+    "plan-sync": _step(STREAMING, side_effects=True),
+    "clean": _step(STREAMING, side_effects=False),
+    "chunk": _step(FRAMES, side_effects=False),
+    "embed": _step(MODEL, side_effects=False),
+    "validate-chunks": _step(FRAMES, side_effects=True),
+    "load": _step(STREAMING, side_effects=True),
 }
 
 RETRIES = 3
@@ -145,8 +135,9 @@ def for_cluster(
     )
     kubernetes.use_secret_as_env(task, CREDENTIALS_SECRET, {key: key for key in CREDENTIAL_KEYS})
     task.set_caching_options(enable_caching=not profile.side_effects)
-    task.set_cpu_request(profile.cpu_request).set_cpu_limit(profile.cpu_limit)
-    task.set_memory_request(profile.memory_request).set_memory_limit(profile.memory_limit)
+    resources = profile.resources
+    task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
     if profile.accelerator:
         task.set_accelerator_type(profile.accelerator).set_accelerator_limit(1)
     if profile.uses_services:
