@@ -39,6 +39,7 @@ def test_embed_chunks_keeps_provenance(embedding_model):
         settings.chunking.for_category(Category.ARTICLE),
         embedding_model.tokenizer,
         model_window(embedding_model),
+        max_chars=settings.chunking.max_chunk_chars,
     )
     embedded = embed_chunks(chunks, embedding_model, settings.embedding)
     assert [e.chunk_id for e in embedded] == [c.chunk_id for c in chunks]

@@ -50,6 +50,7 @@ def expected_chunks(sources: list[str], features: FeaturesSettings) -> int:
                 features.chunking.for_category(d.category),
                 model.tokenizer,
                 model_window(model),
+                max_chars=features.chunking.max_chunk_chars,
             )
         )
         for d in report.documents

@@ -11,6 +11,7 @@ from twin_lib.storage import (
     VectorStore,
     chunk_collection_schema,
 )
+from twin_lib.storage.vector_store import record_uuid
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +34,8 @@ def _records(
                 "chunk_index": i,
                 "content_hash": f"{document}-{i}",
                 "snapshot_id": "s-1",
+                "origin": source,
+                "feature_version": "fv-1",
             },
             vector=[rng.uniform(-1, 1) for _ in range(dims)],
         )
@@ -111,8 +114,25 @@ def test_schema_migration_adds_properties_and_refuses_conflicts(
     with pytest.raises(StorageError, match="declared int"):
         vector_store.ensure_collection(conflicting)
     resized = grown.model_copy(update={"dimensions": DIMS * 2})
-    with pytest.raises(StorageError, match=f"holds {DIMS}-d vectors"):
+    with pytest.raises(StorageError, match=f"holds {DIMS}-d vectors") as refused:
         vector_store.ensure_collection(resized)
+    assert "set TWIN_WEAVIATE__COLLECTION to a new name" in str(refused.value)
+    assert "--rebuild" not in str(refused.value)  # it once named an option that never existed
+
+
+def test_delete_keeps_the_ids_it_is_told_to_keep(vector_store: VectorStore, unique_name: str):
+    """How a replaced document loses only its stale chunks, after the new ones are written."""
+    schema = chunk_collection_schema(unique_name, DIMS)
+    vector_store.ensure_collection(schema)
+    records = _records(5, document="a")
+    vector_store.upsert(schema, [*records, *_records(2, document="b")])
+    keep = [record_uuid(schema, r.properties) for r in records[:2]]
+    assert vector_store.delete_where(schema, {"document_id": "a"}, keep=keep) == 3
+    remaining = vector_store.iter_properties(schema, ["document_id"])
+    assert sorted((row["uuid"], row["document_id"]) for row in remaining) == sorted(
+        [(uuid, "a") for uuid in keep]
+        + [(record_uuid(schema, r.properties), "b") for r in _records(2, document="b")]
+    )
 
 
 LABELLED = {

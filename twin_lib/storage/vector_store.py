@@ -100,7 +100,9 @@ def chunk_collection_schema(name: str, dimensions: int) -> CollectionSchema:
             PropertySpec(name="origin", data_type="text"),
             PropertySpec(name="feature_version", data_type="text"),
         ],
-        identity=["document_id", "chunk_index", "content_hash", "feature_version"],
+        # A new feature version over the same text overwrites chunks in place (one object
+        # at a time, never missing); the sync then deletes the indexes it no longer has.
+        identity=["document_id", "chunk_index", "content_hash"],
     )
 
 
