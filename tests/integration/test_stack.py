@@ -16,7 +16,7 @@ import psutil
 import pytest
 from weaviate.proto.v1 import search_get_pb2, weaviate_pb2_grpc
 
-from tests.support.isolated import isolated_settings
+from tests.support.isolated import free_port, isolated_settings
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack import LocalStack, StackError
 from twin_lib.stack.services import cluster_credentials
@@ -75,6 +75,27 @@ def test_data_survives_a_restart(stack_settings: TwinSettings, unique_name: str)
     assert objects.get_json("twin-raw", f"{unique_name}/kept.json") == {"kept": True}
     with VectorStore(stack_settings.weaviate) as vectors:
         assert vectors.count(schema) == 1
+
+
+def test_up_restarts_a_service_whose_launch_configuration_changed(tmp_path: Path):
+    """A stack started before a settings change (or an upgrade that adds a listener setting)
+    must not keep running the old way just because it is "already running"."""
+    settings = isolated_settings(tmp_path)
+    stack = LocalStack(settings)
+    stack.up(["minio"])
+    try:
+        first = stack.running("minio")
+        assert first is not None
+        stack.up(["minio"])
+        assert stack.running("minio") == first
+        settings.stack.minio_console_port = free_port()
+        stack.up(["minio"])
+        second = stack.running("minio")
+        assert second is not None and second.pid != first.pid
+        assert not psutil.pid_exists(first.pid)
+        assert ("127.0.0.1", settings.stack.minio_console_port) in _listening([second.pid])
+    finally:
+        stack.down()
 
 
 def test_unreachable_services_give_one_clear_error(tmp_path: Path):

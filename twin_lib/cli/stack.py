@@ -68,17 +68,18 @@ def install(ctx: typer.Context) -> None:
 def up(ctx: typer.Context) -> None:
     """Start MinIO and Weaviate on loopback and wait until both are healthy."""
     stack = _stack(ctx)
-    before = {name for name in SERVICES if stack.running(name)}
+    before = {name: record.pid for name in SERVICES if (record := stack.running(name))}
     started = time.monotonic()
     try:
         statuses = stack.up()
     except StackError as error:
         raise fail(str(error)) from error
     _print_status(statuses)
-    new = [s.name for s in statuses if s.name not in before]
+    new = [s.name for s in statuses if before.get(s.name) != s.pid]
+    kept = sorted(name for name in before if name not in new)
     summary(
         f"stack up in {time.monotonic() - started:.1f}s: started {', '.join(new) or 'nothing'}"
-        f"{'; already running: ' + ', '.join(sorted(before)) if before else ''}"
+        f"{'; already running: ' + ', '.join(kept) if kept else ''}"
         f" (state in {stack.state_dir})"
     )
 

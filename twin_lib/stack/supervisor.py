@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from twin_lib.hashing import sha256_text
 from twin_lib.settings import TwinSettings
 from twin_lib.stack import processes
 from twin_lib.stack.binaries import (
@@ -41,6 +42,12 @@ class PidRecord(BaseModel):
     started: datetime
     binary: Path
     endpoint: str
+    # The launch configuration it runs with; records written before it existed have none.
+    plan_digest: str | None = None
+
+
+def plan_digest(plan: ServicePlan) -> str:
+    return sha256_text(plan.model_dump_json())
 
 
 class ServiceStatus(BaseModel):
@@ -93,9 +100,17 @@ class LocalStack:
     def up(self, services: Sequence[str] = SERVICES) -> list[ServiceStatus]:
         """Start whichever of ``services`` is not running and wait until each is ready.
 
+        A service that runs with another launch configuration than the settings now give
+        (changed ports or credentials, another binary, or a listener setting added by an
+        upgrade) is restarted, so that ``up`` always leaves what the settings describe.
         If one service fails to start, the ones started by this call are stopped again so
         a failed ``up`` leaves the machine as it found it.
         """
+        for name in services:
+            record = self.running(name)
+            if record and record.plan_digest != plan_digest(self.plan(name)):
+                log.info("launch configuration changed, restarting", extra={"service": name})
+                self._stop(name)
         plans = {name: self.plan(name) for name in services if not self.running(name)}
         started: list[str] = []
         try:
@@ -133,6 +148,7 @@ class LocalStack:
             started=datetime.now(UTC),
             binary=plan.binary,
             endpoint=plan.endpoint,
+            plan_digest=plan_digest(plan),
         )
         self._pid_file(plan.name).write_text(record.model_dump_json(indent=2))
         log.info(
