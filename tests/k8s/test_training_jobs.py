@@ -83,16 +83,20 @@ def namespace(api_server: ApiServer) -> str:
     return name
 
 
+def _rendered(rendered: dict[str, str], overlay: str, kind: str) -> dict:
+    (doc,) = (d for d in validate.documents(rendered[overlay]) if d["kind"] == kind)
+    return copy.deepcopy(doc)
+
+
 @pytest.fixture(scope="module")
 def dev_defaults(api_server: ApiServer, rendered: dict[str, str], namespace: str) -> dict:
-    (job,) = (
-        doc for doc in validate.documents(rendered["overlays/dev"]) if doc["kind"] == "PyTorchJob"
-    )
-    job = copy.deepcopy(job)
-    job["metadata"]["namespace"] = namespace
-    result = apiserver.apply(api_server, yaml.safe_dump(job))
+    """The dev overlay's suspended PyTorchJob defaults and TrainingRuntime, applied for real."""
+    objects = [_rendered(rendered, "overlays/dev", k) for k in ("PyTorchJob", "TrainingRuntime")]
+    for doc in objects:
+        doc["metadata"]["namespace"] = namespace
+    result = apiserver.apply(api_server, yaml.safe_dump_all(objects))
     assert result.returncode == 0, result.errors
-    return job
+    return objects[0]
 
 
 @pytest.fixture
@@ -243,7 +247,7 @@ def test_pytorchjob_without_defaults_object_uses_the_builtin_pod(
 
 
 def test_trainjob_is_accepted_by_the_trainer_crd(
-    api_server: ApiServer, api: k8s_client.ApiClient, namespace: str
+    api_server: ApiServer, api: k8s_client.ApiClient, dev_defaults: dict, namespace: str
 ) -> None:
     spec = ClusterJobSpec(
         nodes=2, gpus_per_node=8, cpu="16", memory="128Gi", node_selector={"pool": "a100"}
@@ -259,8 +263,8 @@ def test_trainjob_is_accepted_by_the_trainer_crd(
     trainer = created["spec"]["trainer"]
     assert created["spec"]["runtimeRef"] == {
         "apiGroup": "trainer.kubeflow.org",
-        "kind": "ClusterTrainingRuntime",
-        "name": "torch-distributed",
+        "kind": "TrainingRuntime",
+        "name": "twin-torch-distributed",
     }
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)
     assert trainer["resourcesPerNode"]["limits"] == {
@@ -395,3 +399,69 @@ def test_launcher_fails_when_the_job_is_deleted_under_it(
     future, _ = _run_driven(api_server, objects, "pytorchjob", namespace, spec, delete)
     with pytest.raises(TrainingJobFailedError, match="was deleted while it ran"):
         future.result(timeout=20)
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/gpu"])
+def test_training_runtime_pod_passes_pod_security_restricted(
+    api_server: ApiServer, rendered: dict[str, str], overlay: str
+) -> None:
+    """Upstream's torch-distributed pod would be refused in the platform's restricted
+    namespace; the platform's runtime's pod, as each overlay renders it, is not even warned
+    about (a server dry run of it as a Pod, in a namespace enforcing restricted)."""
+    name = f"restricted-{uuid.uuid4().hex[:6]}"
+    level = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn")}
+    setup = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": level}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "twin-trainer", "namespace": name},
+        },
+    ]
+    result = apiserver.apply(api_server, yaml.safe_dump_all(setup))
+    assert result.returncode == 0, result.errors
+    runtime = _rendered(rendered, overlay, "TrainingRuntime")
+    (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    template = job["template"]["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": "node-0", "namespace": name},
+        "spec": template["spec"],
+    }
+    result = apiserver.apply(api_server, yaml.safe_dump(pod), dry_run=True)
+    assert (result.returncode, result.errors, result.warnings) == (0, [], [])
+    pod["spec"]["containers"][0].pop("securityContext")
+    refused = apiserver.apply(api_server, yaml.safe_dump(pod), dry_run=True)
+    assert any("violates PodSecurity" in e for e in refused.errors), refused.errors
+
+
+def test_pipeline_runner_may_launch_trainjobs_only_in_the_platform_namespace(
+    api_server: ApiServer, rendered: dict[str, str]
+) -> None:
+    docs = [
+        d
+        for d in validate.documents(rendered["overlays/dev"])
+        if d["kind"] in ("Namespace", "ServiceAccount", "Role", "RoleBinding")
+        and d["metadata"].get("namespace", "llm-twin") == "llm-twin"
+    ]
+    result = apiserver.apply(api_server, yaml.safe_dump_all(docs))
+    assert result.returncode == 0, result.errors
+    runner = "llm-twin/twin-pipeline-runner"
+
+    def can(verb: str, namespace: str) -> bool:
+        return apiserver.service_account_can(
+            api_server, runner, verb, "trainjobs", group=TRAINJOB.group, namespace=namespace
+        )
+
+    verbs = ("create", "get", "watch", "delete")
+    assert all(can(verb, "llm-twin") for verb in verbs)
+    assert not any(can(verb, "default") for verb in verbs)
+    assert not apiserver.service_account_can(
+        api_server,
+        runner,
+        "update",
+        "trainjobs/status",
+        group=TRAINJOB.group,
+        namespace="llm-twin",
+    )
