@@ -200,7 +200,11 @@ class BaseModelRecipe(BaseModel):
 
     @classmethod
     def tiny(cls) -> BaseModelRecipe:
-        """A model that builds in a few seconds: for tests and smoke runs, not for quality."""
+        """A model that builds in a few seconds: for tests and smoke runs, not for quality.
+
+        One thread: a model this small gains nothing from a second one, and on a busy machine
+        (parallel test workers) competing OpenMP threads make it many times slower.
+        """
         return cls(
             corpus_max_chars=120_000,
             vocab_size=512,
@@ -219,6 +223,7 @@ class BaseModelRecipe(BaseModel):
             eval_sequences=16,
             log_every_steps=20,
             precision="fp32",
+            threads=1,
         )
 
 

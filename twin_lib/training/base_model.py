@@ -355,8 +355,8 @@ def read_record(model_dir: Path) -> BaseModelRecord:
     path = model_dir / RECORD_FILE
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist: {model_dir} is not a base model built by this platform "
-            "(build one with `twin base-model build`)"
+            f"no base model at {model_dir} (it has no {RECORD_FILE}): build one with "
+            "`twin base-model build`, or name a directory that command built"
         )
     return BaseModelRecord.model_validate_json(path.read_text())
 
