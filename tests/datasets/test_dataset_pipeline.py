@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from twin_lib.settings import DatasetSettings, ResponderSettings, TwinSettings
+from tests.support.openai_server import scripted_openai_server
+from twin_lib.settings import (
+    DatasetSettings,
+    OpenAIEndpointSettings,
+    ResponderSettings,
+    TwinSettings,
+)
 from twin_lib.steps.datasets import (
     build_instruction_dataset,
     build_preference_dataset,
@@ -218,3 +224,53 @@ def test_offline_instruction_and_preference_datasets_end_to_end(
     )
     assert manifest["parent"] == sid
     assert "https://ada.example.org/snow" in manifest["source_urls"]
+
+
+def test_llm_generator_through_the_step_quarantines_what_it_could_not_parse(
+    stack_settings: TwinSettings,
+    object_store: ObjectStore,
+    vector_store: VectorStore,
+    unique_name: str,
+    base_model: Path,
+    tmp_path: Path,
+):
+    """The endpoint is the scripted stand-in for a hosted LLM API (no such model runs here)."""
+    texts = {
+        "https://ada.example.org/rivers": [DOCUMENTS["https://ada.example.org/rivers"][0]],
+        "https://ada.example.org/bread": [REPOSTED],
+        "https://ada.example.org/bridges": [DOCUMENTS["https://ada.example.org/bridges"][0]],
+        "https://ada.example.org/odd": [
+            "MALFORMED " + DOCUMENTS["https://ada.example.org/notebook"][0]
+        ],
+    }
+    _load(vector_store, unique_name, texts)
+    weaviate = stack_settings.weaviate.model_copy(update={"collection": unique_name})
+    with scripted_openai_server() as (base_url, script):
+        script.retry_after_s = 0
+        summary = build_instruction_dataset(
+            "Ada",
+            minio=stack_settings.minio,
+            weaviate=weaviate,
+            datasets=DatasetSettings(
+                llm=OpenAIEndpointSettings(base_url=base_url, model="scripted", max_backoff_s=2),
+                llm_batch_size=1,
+            ),
+            base_model=base_model,
+            output_dir=tmp_path,
+        )
+    assert summary.generator == "llm:scripted"
+    assert summary.counts["train"] + summary.counts["test"] == 3
+    assert summary.quarantined == {"instruction_generation": 1}
+    assert summary.usage.requests == 4 and summary.usage.attempts == 6
+    assert summary.usage.prompt_tokens == script.prompt_tokens
+    assert summary.usage.completion_tokens == script.completion_tokens
+    assert summary.metrics["llm_attempts"] == 6.0
+    failure = json.loads(
+        object_store.get_bytes(
+            stack_settings.minio.datasets_bucket,
+            f"quarantine/instruction_generation/{summary.snapshot_id}.jsonl",
+        )
+    )
+    assert failure["record"]["source_url"] == "https://ada.example.org/odd"
+    assert failure["record"]["raw_reply"].startswith("Sure!")
+    assert "not the requested JSON" in failure["reasons"][0]

@@ -71,14 +71,9 @@ def read_manifest(minio: MinioSettings, kind: str, snapshot_id: str) -> DatasetM
 def read_dataset_lineage(minio: MinioSettings, kind: str, snapshot_id: str) -> DatasetLineage:
     """From a dataset snapshot to the feature-store chunks, raw snapshots and source URLs."""
     manifest = read_manifest(minio, kind, snapshot_id)
+    shared = set(DatasetLineage.model_fields) - {"dataset_snapshot_id"}
     return DatasetLineage(
-        dataset_snapshot_id=manifest.snapshot_id,
-        kind=manifest.kind,
-        collection=manifest.collection,
-        feature_version=manifest.feature_version,
-        chunk_ids=manifest.chunk_ids,
-        raw_snapshot_ids=manifest.raw_snapshot_ids,
-        source_urls=manifest.source_urls,
+        dataset_snapshot_id=manifest.snapshot_id, **manifest.model_dump(include=shared)
     )
 
 

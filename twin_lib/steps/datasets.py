@@ -91,6 +91,9 @@ _CHUNK_PROPERTIES = (
 )
 
 
+_INHERITED = {"author", "generator", "collection", "feature_version", "features_hash"}
+
+
 class _Origin(BaseModel):
     """Where a dataset's examples came from, carried into its manifest."""
 
@@ -440,11 +443,7 @@ def build_preference_dataset(
         "preference",
         [(pair, split) for pair, (_, split) in zip(pairs, rows, strict=True)],
         origin=_Origin(
-            author=source.author,
-            generator=source.generator,
-            collection=source.collection,
-            feature_version=source.feature_version,
-            features_hash=source.features_hash,
+            **source.model_dump(include=_INHERITED),
             source_snapshot=source.snapshot_id,
             responder=responder.name,
         ),
