@@ -108,7 +108,7 @@ def features(
                 weaviate=settings.weaviate,
                 features=settings.features,
             )
-        except (QualityGateError, RuntimeError) as error:
+        except (QualityGateError, RuntimeError, ValueError) as error:
             reports = f" (reports in {directory})" if any(directory.iterdir()) else ""
             raise fail(f"{error}{reports}") from error
     summary(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twin_lib.domain import RawDocument
 
@@ -31,7 +31,7 @@ class SyncedDocument(BaseModel):
     content_hash: str
     author: str = ""
     feature_version: str = ""
-    chunks: int = 1
+    chunks: int = Field(default=0, description="chunks loaded; 0 for a document that has none")
 
 
 class SyncPlan(BaseModel):

@@ -291,10 +291,12 @@ def forget_source(
         doc for doc, entry in recorded.items() if entry.origin == origin and entry.author == author
     )
     schema = chunk_collection_schema(weaviate.collection, features.embedding.dimensions)
+    chunks = 0
     with VectorStore(weaviate) as store:
-        store.ensure_collection(schema)
-        chunks = store.delete_where(schema, {"origin": origin, "author": author})
-        chunks += sum(store.delete_where(schema, {"document_id": doc}) for doc in documents)
+        if store.collection_exists(schema.name):
+            store.ensure_collection(schema)  # collections of older versions lack `origin`
+            chunks = store.delete_where(schema, {"origin": origin, "author": author})
+            chunks += sum(store.delete_where(schema, {"document_id": doc}) for doc in documents)
     state.forget(documents)
     if not documents and not chunks:
         known = sorted({e.origin for e in recorded.values() if e.author == author})
