@@ -126,8 +126,7 @@ def forget_source(
 ) -> None:
     """Delete one source's documents from the feature store, on purpose.
 
-    The sync keeps documents of sources that failed or vanished from a feed; this removes a
-    source for good: its chunks in Weaviate and its sync state.
+    The sync keeps what failed sources and feeds no longer list; this removes one for good.
     """
     from twin_lib.steps.features import forget_source as forget
 
