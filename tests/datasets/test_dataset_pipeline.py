@@ -20,9 +20,16 @@ from twin_lib.steps.datasets import (
     build_preference_dataset,
     dataset_uris,
     download_dataset,
+    read_author_chunks,
     read_dataset_lineage,
 )
-from twin_lib.storage import ObjectStore, VectorRecord, VectorStore, chunk_collection_schema
+from twin_lib.storage import (
+    ObjectStore,
+    StorageError,
+    VectorRecord,
+    VectorStore,
+    chunk_collection_schema,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +123,7 @@ def test_offline_instruction_and_preference_datasets_end_to_end(
         test_fraction=0.25,
         seed=5,
         # the tiny test model repeats newlines when greedy; seeded sampling gives it words
-        responder=ResponderSettings(max_new_tokens=12, batch_size=8, do_sample=True, seed=3),
+        responder=ResponderSettings(max_new_tokens=12, batch_size=4, do_sample=True, seed=3),
     )
 
     summary = build_instruction_dataset(
@@ -274,3 +281,17 @@ def test_llm_generator_through_the_step_quarantines_what_it_could_not_parse(
     assert failure["record"]["source_url"] == "https://ada.example.org/odd"
     assert failure["record"]["raw_reply"].startswith("Sure!")
     assert "not the requested JSON" in failure["reasons"][0]
+
+
+def test_missing_collection_or_author_is_explained(
+    stack_settings: TwinSettings, vector_store: VectorStore, unique_name: str
+):
+    weaviate = stack_settings.weaviate.model_copy(update={"collection": unique_name})
+    with pytest.raises(StorageError, match="run the feature pipeline first"):
+        read_author_chunks(weaviate, "Ada")
+    _load(vector_store, unique_name, {"https://ada.example.org/one": ["Some words by Ada."]})
+    assert [c.source_url for c in read_author_chunks(weaviate, "Ada")] == [
+        "https://ada.example.org/one"
+    ]
+    with pytest.raises(ValueError, match="no chunks by author 'Nobody'"):
+        read_author_chunks(weaviate, "Nobody")

@@ -8,6 +8,7 @@ columns, and so ``datasets.load_dataset("parquet", ...)`` sees chat turns as lis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -29,12 +30,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         [("prompt", _TURNS), ("chosen", _TURNS), ("rejected", _TURNS), *_LINEAGE]
     ),
 }
-MODELS: dict[str, type[InstructionExample] | type[PreferenceExample]] = {
-    "instruction": InstructionExample,
-    "preference": PreferenceExample,
-}
-
 Example = InstructionExample | PreferenceExample
+ExampleT = TypeVar("ExampleT", InstructionExample, PreferenceExample)
 
 
 def examples_to_table(kind: DatasetKind, examples: Sequence[Example]) -> pa.Table:
@@ -43,8 +40,7 @@ def examples_to_table(kind: DatasetKind, examples: Sequence[Example]) -> pa.Tabl
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def table_to_examples(kind: DatasetKind, table: pa.Table) -> list[Example]:
-    model = MODELS[kind]
+def table_to_examples(table: pa.Table, model: type[ExampleT]) -> list[ExampleT]:
     return [model.model_validate(row) for row in table.to_pylist()]
 
 

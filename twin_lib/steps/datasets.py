@@ -216,9 +216,9 @@ def build_preference_dataset(
     source = read_manifest(minio, "instruction", instruction_snapshot_id)
     local = download_dataset(minio, "instruction", instruction_snapshot_id, output_dir / "source")
     rows: list[tuple[InstructionExample, Split]] = [
-        (example, split)  # type: ignore[misc]
+        (example, split)
         for split in SPLITS
-        for example in table_to_examples("instruction", pq.read_table(str(local[split])))
+        for example in table_to_examples(pq.read_table(str(local[split])), InstructionExample)
     ]
     responder = make_responder(datasets.responder, base_model)
     logger.info("asking the base model", extra={"prompts": len(rows), "responder": responder.name})
