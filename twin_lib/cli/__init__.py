@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from twin_lib.cli import base_model, features, manifests, pipeline, snapshots, stack
+from twin_lib.cli import base_model, features, manifests, models, pipeline, snapshots, stack
 from twin_lib.cli.context import main_callback
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(snapshots.app, name="snapshots")
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(models.app, name="models")
 app.add_typer(base_model.app, name="base-model")
 app.command()(features.crawl)
 app.command()(features.features)
