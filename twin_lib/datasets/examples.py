@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from twin_lib.domain.chat import ChatMessage
 from twin_lib.domain.datasets import InstructionExample, SourceChunk
@@ -39,7 +39,7 @@ def instruction_example(
     )
 
 
-def source_chunks(rows: Sequence[dict], author: str) -> list[SourceChunk]:
+def source_chunks(rows: Iterable[dict], author: str) -> list[SourceChunk]:
     """The author's chunks from feature-store rows, in a stable (document, position) order.
 
     The order matters: deduplication keeps the first of equal texts, so it must not depend on

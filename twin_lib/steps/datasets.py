@@ -86,7 +86,7 @@ def read_author_chunks(weaviate: WeaviateSettings, author: str) -> list[SourceCh
                 f"{weaviate.collection!r}: run the feature pipeline first (`twin features "
                 f"<source> --author {author!r}`) or set TWIN_WEAVIATE__COLLECTION"
             )
-        chunks = source_chunks(list(store.iter_properties(schema, names)), author)
+        chunks = source_chunks(store.iter_properties(schema, names), author)
     if not chunks:
         raise ValueError(
             f"collection {weaviate.collection!r} holds no chunks by author {author!r}: check "
