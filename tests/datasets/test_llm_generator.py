@@ -105,6 +105,15 @@ def test_endpoint_responder_answers_in_order_after_retries():
     assert sorted(script.statuses) == [200, 200, 200, 429, 500]
 
 
+def test_a_request_that_times_out_is_retried():
+    with scripted_openai_server() as (base_url, script):
+        script.faults = {1: "stall"}
+        endpoint = ChatEndpoint(_settings(base_url, timeout_s=0.5))
+        completion = endpoint.complete([ChatMessage(role="user", content="hello")])
+    assert completion.text == PLAIN_ANSWER
+    assert completion.attempts == 2
+
+
 def test_endpoint_gives_up_with_a_clear_error():
     with scripted_openai_server() as (base_url, _):
         endpoint = ChatEndpoint(_settings(base_url, max_attempts=1))

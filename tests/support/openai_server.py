@@ -3,7 +3,8 @@
 No model that can write JSON runs on these machines, so tests of the LLM generator talk to
 this HTTP server on loopback through the real ``openai`` client instead. It answers like a
 hosted API would: the first request is refused with 429 and a ``Retry-After`` header, the
-second with a 500, and after that every request gets a completion with ``usage``. Passages
+second with a 500 (``Script.faults`` changes that, and can stall a request past the
+client's timeout), and after that every request gets a completion with ``usage``. Passages
 marked ``MALFORMED`` get a reply that is not JSON, passages marked ``SKIPPED`` are left out of
 an otherwise valid JSON reply, and a conversation without passages gets a plain answer.
 Everything the server sent is recorded for the test to compare with what the client counted.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +27,11 @@ PLAIN_ANSWER = "I would answer that in general terms."
 
 @dataclass
 class Script:
+    """What the server does to the n-th request (1-based); unlisted requests succeed."""
+
+    faults: dict[int, str] = field(default_factory=lambda: {1: "429", 2: "500"})
     retry_after_s: int = 1
+    stall_s: float = 2.0
     statuses: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -70,8 +76,11 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with script.lock:
                 number = len(script.statuses) + 1
-                status = {1: 429, 2: 500}.get(number, 200)
+                fault = script.faults.get(number, "")
+                status = int(fault) if fault.isdigit() else 200
                 script.statuses.append(status)
+            if fault == "stall":  # longer than the client's timeout: it gives up and retries
+                time.sleep(script.stall_s)
             if status == 429:
                 error = {"error": {"message": "rate limited", "type": "rate_limit"}}
                 self._send(429, error, {"Retry-After": str(script.retry_after_s)})
