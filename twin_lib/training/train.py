@@ -156,10 +156,13 @@ def evaluate_loss(trainer: Trainer, *, adapter: bool = True) -> float | None:
     if trainer.eval_dataset is None:
         return None
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if adapter:
-        return float(trainer.evaluate()["eval_loss"])
-    with model.disable_adapter():
-        return float(trainer.evaluate(metric_key_prefix="base")["base_loss"])
+    try:
+        if adapter:
+            return float(trainer.evaluate()["eval_loss"])
+        with model.disable_adapter():
+            return float(trainer.evaluate(metric_key_prefix="base")["base_loss"])
+    finally:
+        release_wrapped(trainer)
 
 
 def stage_metrics(
@@ -182,9 +185,18 @@ def stage_metrics(
 
 
 def release_wrapped(trainer: Trainer) -> None:
-    """Drop the DDP wrapper so its gradient hooks do not fire in the next stage's backward."""
+    """Let the next trainer of this model wrap it in its own DDP.
+
+    Accelerate marks every model it prepares, evaluation included, and later skips preparing
+    a marked model: a trainer created after an evaluation would train without DDP, so ranks
+    would silently diverge. The old DDP wrapper is dropped too, so its gradient hooks do not
+    fire in the next stage's backward.
+    """
     trainer.accelerator.free_memory()
     trainer.model_wrapped = trainer.model
+    for module in trainer.model.modules():
+        if hasattr(module, "_is_accelerate_prepared"):
+            del module._is_accelerate_prepared
     gc.collect()
 
 
@@ -216,13 +228,13 @@ def run_sft(
         lora=ctx.config.lora,
         callbacks=ctx.callbacks("sft"),
     )
-    base_loss = evaluate_loss(trainer, adapter=False)
     resumed = restore(ctx, "sft")
     log.info("SFT starting", extra={"resume_from": str(resumed) if resumed else None})
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
     runtime = time.monotonic() - started
     release_wrapped(trainer)
+    base_loss = evaluate_loss(trainer, adapter=False)
     metrics = stage_metrics(trainer, runtime, resumed, evaluate_loss(trainer))
     publish_stage(ctx, trainer, metrics, base_loss)
     return trainer, metrics, base_loss

@@ -1,0 +1,183 @@
+"""Local data-parallel training: torchrun with N CPU processes (gloo), as a child process group.
+
+``accelerate launch --cpu`` starts a single process, and torchrun's ranks report world size 1
+unless Accelerate is told to use the CPU, so the environment sets ``ACCELERATE_USE_CPU=true``.
+Each rank gets one OpenMP thread unless the caller sets ``OMP_NUM_THREADS``: ranks x threads
+must not oversubscribe the cores. The child runs in its own session so a timeout or Ctrl-C
+stops every rank (by the group's id), not just torchrun.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from twin_lib.settings import TwinSettings, load_settings, to_env
+from twin_lib.training.config import TrainingConfig, join_uri
+from twin_lib.training.outputs import TrainingMetrics, TrainingResult
+from twin_lib.training.transfer import Transfer
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 60
+
+
+class TrainingFailedError(RuntimeError):
+    """torchrun exited non-zero or ran past its timeout; the message carries the log tail."""
+
+
+def torchrun_command(nproc: int, config_path: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "--module",
+        "twin_lib.training.train",
+        "--config",
+        str(config_path),
+    ]
+
+
+def child_env(settings: TwinSettings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **to_env(settings), **(extra or {})}
+    env["ACCELERATE_USE_CPU"] = "true"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class LocalRun:
+    """A started torchrun process group whose output is streamed with a prefix."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        nproc: int,
+        *,
+        settings: TwinSettings,
+        work_dir: Path,
+        echo: Callable[[str], None],
+        prefix: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = work_dir / "training_config.json"
+        self.config_path.write_text(config.model_dump_json(), encoding="utf-8")
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.command = torchrun_command(nproc, self.config_path)
+        self.process = subprocess.Popen(
+            self.command,
+            env=child_env(settings, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._stream, args=(echo, prefix), daemon=True)
+        self._reader.start()
+        log.info("torchrun started", extra={"pid": self.process.pid, "processes": nproc})
+
+    def _stream(self, echo: Callable[[str], None], prefix: str) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            text = line.rstrip("\n")
+            self.tail.append(text)
+            echo(f"{prefix}{text}")
+
+    def kill(self, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> None:
+        """Signal the whole process group (torchrun and its ranks); SIGKILL after ``grace_s``."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            self.process.wait()
+        self._reader.join(timeout=5)
+
+    def wait(self, timeout_s: float) -> int:
+        """The exit code; the group is stopped on timeout or interrupt and an error raised."""
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TrainingFailedError(
+                f"local training ran past its timeout of {timeout_s:.0f} s and was stopped; "
+                f"raise training.local_timeout_s or shorten the run. Last lines:\n{self.log_tail}"
+            ) from None
+        except BaseException:
+            self.kill()
+            raise
+        self._reader.join(timeout=5)
+        return code
+
+    @property
+    def log_tail(self) -> str:
+        return "\n".join(self.tail)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def read_result(settings: TwinSettings, output_uri: str) -> TrainingResult:
+    """The headline numbers of a finished run, from its published ``metrics.json``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Transfer(settings.minio).download_file(
+            join_uri(output_uri, "metrics.json"), Path(scratch) / "metrics.json"
+        )
+        metrics = TrainingMetrics.model_validate_json(path.read_text(encoding="utf-8"))
+    return TrainingResult.from_metrics(output_uri, metrics)
+
+
+def run_local(
+    config: TrainingConfig,
+    nproc: int = 2,
+    *,
+    settings: TwinSettings | None = None,
+    timeout_s: float | None = None,
+    work_dir: Path | None = None,
+    echo: Callable[[str], None] = _stderr,
+    prefix: str = "[train] ",
+    env: dict[str, str] | None = None,
+) -> TrainingResult:
+    """Train with ``nproc`` CPU processes and return the published result.
+
+    Raises ``TrainingFailedError`` with the end of the log when torchrun fails or times out.
+    """
+    settings = settings or load_settings()
+    timeout = timeout_s or settings.training.local_timeout_s
+    with tempfile.TemporaryDirectory(prefix="twin-train-") as scratch:
+        run = LocalRun(
+            config,
+            nproc,
+            settings=settings,
+            work_dir=work_dir or Path(scratch),
+            echo=echo,
+            prefix=prefix,
+            env=env,
+        )
+        started = time.monotonic()
+        code = run.wait(timeout)
+    if code != 0:
+        raise TrainingFailedError(
+            f"local training {config.run_name!r} failed (torchrun exit code {code}) after "
+            f"{time.monotonic() - started:.0f} s. Last lines:\n{run.log_tail}"
+        )
+    return read_result(settings, config.output_uri)
