@@ -96,7 +96,7 @@ def test_offline_instructions_are_seeded_varied_and_derived_from_the_text():
     assert len({i.split()[0] for i in first}) >= 3  # several templates in use
     assert all(("river" in i or "valley" in i or "Walk" in i) for i in first)
     untitled = chunk(LONG, title="")
-    assert all(t(untitled, "rivers", "article") is None for t in TEMPLATES[:1])
+    assert all(t(untitled, "rivers", ("article", "an article")) is None for t in TEMPLATES[:1])
     assert derive_instruction(untitled, seed=7)
     example = offline_examples([chunks[0]], author="Ada", system_prompt="Twin of {author}.", seed=7)
     assert [m.content for m in example[0].messages] == ["Twin of Ada.", first[0], LONG]
