@@ -71,16 +71,30 @@ def _condition(kind: JobKind, type_: str, status: str, reason: str, message: str
     return condition
 
 
+def _new_namespace(
+    api_server: ApiServer, prefix: str, *extra: dict, restricted: bool = False
+) -> str:
+    """A fresh namespace (and ``extra`` objects in it, e.g. a ServiceAccount), for real;
+    ``restricted`` labels it to enforce and warn at Pod Security ``restricted``."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    labels = (
+        {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn")}
+        if restricted
+        else {}
+    )
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+        *({**doc, "metadata": {**doc["metadata"], "namespace": name}} for doc in extra),
+    ]
+    result = apiserver.apply(api_server, yaml.safe_dump_all(docs))
+    assert result.returncode == 0, result.errors
+    return name
+
+
 @pytest.fixture(scope="module")
 def namespace(api_server: ApiServer) -> str:
     """A namespace of this module's own, holding the dev overlay's suspended defaults."""
-    name = f"training-{uuid.uuid4().hex[:6]}"
-    result = apiserver.apply(
-        api_server,
-        yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-    )
-    assert result.returncode == 0, result.errors
-    return name
+    return _new_namespace(api_server, "training")
 
 
 def _rendered(rendered: dict[str, str], overlay: str, kind: str) -> dict:
@@ -174,6 +188,13 @@ def _run_driven(
     return future, name
 
 
+def _dry_run(api: k8s_client.ApiClient, kind: JobKind, namespace: str, body: dict) -> dict:
+    """Create ``body`` as the launcher does (strict field validation), persisting nothing."""
+    return k8s_client.CustomObjectsApi(api).create_namespaced_custom_object(
+        namespace=namespace, body=body, field_validation="Strict", dry_run="All", **kind.resource()
+    )
+
+
 def test_pytorchjob_is_built_from_the_served_defaults(
     api_server: ApiServer, api: k8s_client.ApiClient, dev_defaults: dict, namespace: str
 ) -> None:
@@ -186,13 +207,7 @@ def test_pytorchjob_is_built_from_the_served_defaults(
     )
     config = _config("gpu-run")
     body = _launcher(api_server, "pytorchjob", namespace).body(api, config, spec)
-    created = k8s_client.CustomObjectsApi(api).create_namespaced_custom_object(
-        namespace=namespace,
-        body=body,
-        field_validation="Strict",
-        dry_run="All",
-        **PYTORCHJOB.resource(),
-    )
+    created = _dry_run(api, PYTORCHJOB, namespace, body)
     job = created["spec"]
     assert job["runPolicy"]["suspend"] is False
     assert job["nprocPerNode"] == "4"
@@ -224,24 +239,13 @@ def test_pytorchjob_without_defaults_object_uses_the_builtin_pod(
     api: k8s_client.ApiClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    empty = f"nodefaults-{uuid.uuid4().hex[:6]}"
-    result = apiserver.apply(
-        api_server,
-        yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": empty}}),
-    )
-    assert result.returncode == 0, result.errors
+    empty = _new_namespace(api_server, "nodefaults")
     with caplog.at_level(logging.WARNING, logger=training_jobs.__name__):
         body = _launcher(api_server, "pytorchjob", empty).body(
             api, _config("fallback"), ClusterJobSpec(nodes=1)
         )
     assert "using the built-in pod template" in caplog.text
-    created = k8s_client.CustomObjectsApi(api).create_namespaced_custom_object(
-        namespace=empty,
-        body=body,
-        field_validation="Strict",
-        dry_run="All",
-        **PYTORCHJOB.resource(),
-    )
+    created = _dry_run(api, PYTORCHJOB, empty, body)
     assert list(created["spec"]["pytorchReplicaSpecs"]) == ["Master"]
     assert created["spec"]["nprocPerNode"] == "1"
 
@@ -253,13 +257,7 @@ def test_trainjob_is_accepted_by_the_trainer_crd(
         nodes=2, gpus_per_node=8, cpu="16", memory="128Gi", node_selector={"pool": "a100"}
     )
     body = _launcher(api_server, "trainjob", namespace).body(api, _config("tj"), spec)
-    created = k8s_client.CustomObjectsApi(api).create_namespaced_custom_object(
-        namespace=namespace,
-        body=body,
-        field_validation="Strict",
-        dry_run="All",
-        **TRAINJOB.resource(),
-    )
+    created = _dry_run(api, TRAINJOB, namespace, body)
     trainer = created["spec"]["trainer"]
     assert created["spec"]["runtimeRef"] == {
         "apiGroup": "trainer.kubeflow.org",
@@ -296,13 +294,7 @@ def test_unknown_field_is_refused(
     body = _launcher(api_server, backend, namespace).body(api, _config("bad"), ClusterJobSpec())
     body["spec"]["numNodes"] = 2
     with pytest.raises(ApiException) as refused:
-        k8s_client.CustomObjectsApi(api).create_namespaced_custom_object(
-            namespace=namespace,
-            body=body,
-            field_validation="Strict",
-            dry_run="All",
-            **kind.resource(),
-        )
+        _dry_run(api, kind, namespace, body)
     assert refused.value.status in (400, 422)
     assert 'unknown field "spec.numNodes"' in json.loads(refused.value.body)["message"]
 
@@ -408,18 +400,8 @@ def test_training_runtime_pod_passes_pod_security_restricted(
     """Upstream's torch-distributed pod would be refused in the platform's restricted
     namespace; the platform's runtime's pod, as each overlay renders it, is not even warned
     about (a server dry run of it as a Pod, in a namespace enforcing restricted)."""
-    name = f"restricted-{uuid.uuid4().hex[:6]}"
-    level = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn")}
-    setup = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": level}},
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "twin-trainer", "namespace": name},
-        },
-    ]
-    result = apiserver.apply(api_server, yaml.safe_dump_all(setup))
-    assert result.returncode == 0, result.errors
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "twin-trainer"}}
+    name = _new_namespace(api_server, "restricted", account, restricted=True)
     runtime = _rendered(rendered, overlay, "TrainingRuntime")
     (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
     template = job["template"]["spec"]["template"]

@@ -92,7 +92,8 @@ TRAINJOB = JobKind(
     "trainjobs",
     "TrainJob",
     "Complete",
-    "jobset.sigs.k8s.io/jobset-name={name},batch.kubernetes.io/job-completion-index=0",
+    "jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name=node,"
+    "batch.kubernetes.io/job-completion-index=0",
 )
 FAILED = "Failed"
 
