@@ -181,8 +181,8 @@ class BaseModelRecipe(BaseModel):
     intermediate_size: int = Field(default=704, ge=16)
     max_position_embeddings: int = Field(default=1024, ge=32)
     seq_len: int = Field(default=256, ge=16, description="tokens per pre-training sequence")
-    batch_size: int = Field(default=16, ge=1)
-    max_steps: int = Field(default=20_000, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    max_steps: int = Field(default=1_000, ge=1)
     time_budget_s: float = Field(
         default=240.0, gt=0, description="pre-training stops after this many seconds"
     )

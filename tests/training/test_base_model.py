@@ -3,6 +3,7 @@ chat template that masks everything but the assistant's words."""
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
@@ -11,11 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from typer.testing import CliRunner
 
+from twin_lib.cli import app
 from twin_lib.settings import BaseModelRecipe
+from twin_lib.steps.base_model import resolve_base_model
 from twin_lib.training.base_model import (
     RECORD_FILE,
     base_model_dir,
+    build_base_model,
     ensure_base_model,
     read_record,
     recipe_key,
@@ -160,3 +165,46 @@ def test_corpus_split_is_by_document_and_cleaned() -> None:
     assert clean("Prose here.\n>>> 1 + 1\n2\n\n\n\nMore prose â€” fixed.") == (
         "Prose here.\n2\n\nMore prose — fixed."
     )
+
+
+def test_cli_builds_into_the_cache_and_shows_the_record(
+    tiny_base_model: Path, tiny_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWIN_STACK__CACHE_DIR", str(tiny_cache_dir))
+    built = CliRunner().invoke(app, ["base-model", "build", "--tiny"])
+    assert built.exit_code == 0, built.output
+    assert str(tiny_base_model) in built.output.replace("\n", "")
+    shown = CliRunner().invoke(app, ["base-model", "show", str(tiny_base_model)])
+    assert shown.exit_code == 0, shown.output
+    assert "Python Software Foundation" in shown.output
+    missing = CliRunner().invoke(app, ["base-model", "show", str(tiny_cache_dir / "none")])
+    assert missing.exit_code == 1
+    assert "twin base-model build" in missing.output
+    refused = CliRunner().invoke(app, ["base-model", "build", "--tiny", "--precision", "fp16"])
+    assert refused.exit_code == 1
+    assert "precision" in refused.output
+
+
+def test_step_uses_a_configured_model_as_given_and_builds_only_without_one(
+    tiny_base_model: Path, tiny_cache_dir: Path, tmp_path: Path
+) -> None:
+    configured = "s3://twin-models/bases/llama-3.2-1b/"
+    given = resolve_base_model(configured, BaseModelRecipe.tiny(), tmp_path)
+    assert given.base_model == configured
+    assert not given.offline_build
+    assert not (tmp_path / "models").exists()
+    offline = resolve_base_model(None, BaseModelRecipe.tiny(), tiny_cache_dir)
+    assert offline.offline_build
+    assert offline.base_model == str(tiny_base_model)
+    assert offline.parameters == read_record(tiny_base_model).parameters
+
+
+def test_a_build_cut_short_by_its_time_budget_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recipe = _smallest_recipe().model_copy(update={"time_budget_s": 1e-6})
+    with caplog.at_level(logging.WARNING, logger="twin_lib.training.base_model"):
+        path = build_base_model(recipe, tmp_path / "model")
+    record = read_record(path)
+    assert (record.steps, record.stopped_by) == (0, "time_budget")
+    assert "no better than token frequencies" in caplog.text

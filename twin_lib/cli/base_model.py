@@ -88,7 +88,7 @@ def _print_record(model_dir: Path) -> None:
         "parameters": f"{record.parameters:,}",
         "precision": f"{record.precision} on {record.threads} thread(s)",
         "pre-training": f"{record.steps} steps, {record.tokens_seen:,} tokens, "
-        f"{record.pretrain_seconds:.0f} s",
+        f"{record.pretrain_seconds:.0f} s (stopped by {record.stopped_by})",
         "build time": f"{record.build_seconds:.0f} s",
         "validation loss": f"{record.validation_loss_initial:.3f} (random init) -> "
         f"{record.validation_loss:.3f}",

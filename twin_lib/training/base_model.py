@@ -67,6 +67,7 @@ class BaseModelRecord(BaseModel):
     precision: Literal["bf16", "fp32"]
     threads: int
     steps: int
+    stopped_by: Literal["max_steps", "time_budget"]
     tokens_seen: int
     pretrain_seconds: float
     build_seconds: float
@@ -177,6 +178,7 @@ class _PretrainResult(BaseModel):
     steps: int
     tokens_seen: int
     seconds: float
+    stopped_by: Literal["max_steps", "time_budget"]
 
 
 def pretrain(
@@ -216,8 +218,12 @@ def pretrain(
         step += 1
         if step % recipe.log_every_steps == 0 or step == recipe.max_steps:
             _log_progress(recipe, step, loss.item(), tokens_per_step, time.monotonic() - started)
-    seconds = time.monotonic() - started
-    return _PretrainResult(steps=step, tokens_seen=step * tokens_per_step, seconds=seconds)
+    return _PretrainResult(
+        steps=step,
+        tokens_seen=step * tokens_per_step,
+        seconds=time.monotonic() - started,
+        stopped_by="max_steps" if step >= recipe.max_steps else "time_budget",
+    )
 
 
 def _log_progress(
@@ -305,6 +311,7 @@ def build_base_model(recipe: BaseModelRecipe, out_dir: Path) -> Path:
         precision=precision,
         threads=threads,
         steps=result.steps,
+        stopped_by=result.stopped_by,
         tokens_seen=result.tokens_seen,
         pretrain_seconds=round(result.seconds, 2),
         build_seconds=round(time.monotonic() - started, 2),
@@ -331,6 +338,14 @@ def build_base_model(recipe: BaseModelRecipe, out_dir: Path) -> Path:
             "unigram_ppl": round(record.unigram_perplexity, 1),
         },
     )
+    if final >= baseline:
+        logger.warning(
+            "the base model predicts held-out text no better than token frequencies do: "
+            "pre-training stopped after %d steps (%s); build on an idle machine or raise "
+            "time_budget_s / max_steps",
+            result.steps,
+            result.stopped_by,
+        )
     return out_dir
 
 
