@@ -232,6 +232,11 @@ def test_offline_instruction_and_preference_datasets_end_to_end(
     assert manifest["parent"] == sid
     assert "https://ada.example.org/snow" in manifest["source_urls"]
 
+    # a modified split file is refused on download
+    object_store.put_bytes(bucket, f"instruction/{sid}/test.parquet", b"not the data")
+    with pytest.raises(StorageError, match="does not match the hash"):
+        download_dataset(minio, "instruction", sid, tmp_path / "tampered")
+
 
 def test_llm_generator_through_the_step_quarantines_what_it_could_not_parse(
     stack_settings: TwinSettings,
