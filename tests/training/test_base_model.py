@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from trl.chat_template_utils import has_generation_markers, is_chat_template_stop_token_trained
 from typer.testing import CliRunner
 
 from twin_lib.cli import app
@@ -95,6 +96,9 @@ def test_chat_template_masks_exactly_the_assistant_turns(tiny_base_model: Path) 
     prompt_only = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if not m])
     assert "olive" not in prompt_only
     assert "Describe the garden." in prompt_only
+    # TRL's own checks: it keeps this template (no patched copy) and trains the stop token.
+    assert has_generation_markers(tokenizer.chat_template)
+    assert is_chat_template_stop_token_trained(tokenizer)
 
 
 def test_chat_template_generation_prompt_and_roles(tiny_base_model: Path) -> None:

@@ -87,7 +87,13 @@ def code_version() -> str:
 
 
 def recipe_key(recipe: BaseModelRecipe) -> str:
-    return sha256_json({"recipe": recipe.model_dump(mode="json"), "code": code_version()})[:16]
+    """Recipe, code and Python version: the corpus is the running interpreter's own docs."""
+    identity = {
+        "recipe": recipe.model_dump(mode="json"),
+        "code": code_version(),
+        "python": list(sys.version_info[:2]),
+    }
+    return sha256_json(identity)[:16]
 
 
 def train_tokenizer(
