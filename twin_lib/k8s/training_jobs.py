@@ -403,8 +403,10 @@ class LogFollower:
             )
             for line in stream:
                 log.info("[%s] %s", pod, line.decode("utf-8", "replace").rstrip())
-        except Exception as error:
+        except Exception as error:  # log streaming must never fail the run
             log.info("log stream of %s ended: %s", pod, error)
+        else:
+            log.info("log stream of %s ended", pod)
 
 
 def wait_for_job(
