@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.isolated import free_port
 from twin_lib.cli import app
 from twin_lib.domain.datasets import DatasetManifest, SplitFile
 from twin_lib.registry import (
@@ -26,6 +27,7 @@ from twin_lib.registry import (
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.steps.registry import model_lineage, register_trained_model, reserve_model_version
 from twin_lib.storage import ObjectStore
+from twin_lib.storage.errors import ServiceUnavailableError
 from twin_lib.training.config import TrainingConfig
 
 pytestmark = pytest.mark.integration
@@ -302,3 +304,12 @@ def test_lineage_reaches_the_source_urls_and_the_cli_shows_it(
     missing = runner.invoke(app, ["models", "show", model_name, "v0099"], env=env)
     assert missing.exit_code == 1
     assert "no registered version 'v0099'" in missing.output
+
+
+def test_unreachable_store_is_named_in_the_error(stack_settings: TwinSettings) -> None:
+    minio = stack_settings.minio.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"})
+    registry = ModelRegistry(minio, stack_settings.registry, ObjectStore(minio, attempts=1))
+    with pytest.raises(ServiceUnavailableError, match=minio.endpoint):
+        registry.get("twin", "v0001")
+    with pytest.raises(ServiceUnavailableError, match=minio.endpoint):
+        registry.transition("twin", "v0001", "approved", by="a", reason="b")

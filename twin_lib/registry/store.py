@@ -22,10 +22,13 @@ import logging
 import re
 import secrets
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from minio.error import S3Error
 from pydantic import BaseModel
 
@@ -38,7 +41,7 @@ from twin_lib.registry.models import (
 )
 from twin_lib.settings import MinioSettings, RegistrySettings
 from twin_lib.storage import ObjectStore
-from twin_lib.storage.errors import ObjectNotFoundError, StorageError
+from twin_lib.storage.errors import ObjectNotFoundError, ServiceUnavailableError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +140,21 @@ class ModelRegistry:
 
     # -- conditional writes -------------------------------------------------------------
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Connection failures of the raw calls below read like the store's own."""
+        try:
+            yield
+        except (urllib3.exceptions.HTTPError, ConnectionError) as error:
+            raise ServiceUnavailableError("MinIO", self.store.settings.url, error) from error
+
     def _put_json(self, key: str, value: Any, condition: dict[str, str]) -> str | None:
         """Write unless the condition fails; the new etag, or None on 412."""
         body = json.dumps(value, indent=2, sort_keys=True, default=str).encode("utf-8")
         headers = {"Content-Type": "application/json", **condition}
         try:
-            result = self.store.client._put_object(self.bucket, key, body, headers=headers)
+            with self._reachable():
+                result = self.store.client._put_object(self.bucket, key, body, headers=headers)
         except S3Error as error:
             if error.code == PRECONDITION_FAILED:
                 return None
@@ -152,7 +164,8 @@ class ModelRegistry:
     def _read_json(self, key: str) -> tuple[dict[str, Any], str]:
         """The object and the etag of exactly the bytes read."""
         try:
-            response = self.store.client.get_object(self.bucket, key)
+            with self._reachable():
+                response = self.store.client.get_object(self.bucket, key)
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchBucket"):
                 raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from error
