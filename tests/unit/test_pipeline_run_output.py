@@ -5,6 +5,7 @@ annotations` here because KFP reads the component annotations as types.
 """
 
 import re
+import warnings
 
 import pytest
 from kfp import dsl, local
@@ -34,7 +35,7 @@ def _broken(after: int) -> None:
 
 @dsl.pipeline(name="chatty")
 def _chatty_pipeline(lines: int = 300) -> None:
-    _chatty(lines=lines)
+    _chatty(lines=lines).set_memory_limit("1Gi")  # applies on a cluster only
 
 
 @dsl.pipeline(name="breaks")
@@ -51,9 +52,12 @@ def local_runner(tmp_path_factory):
 
 
 def test_one_line_per_step_and_no_dumps(local_runner, capsys):
-    with step_progress() as progress:
-        _chatty_pipeline(lines=300)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with step_progress() as progress:
+            _chatty_pipeline(lines=300)
     out = capsys.readouterr().out
+    assert not [w for w in caught if "no effect" in str(w.message)]
     assert [(r.task, r.state) for r in progress.results] == [("chatty", "SUCCESS")]
     assert re.search(r"chatty\s+SUCCESS\s+\d+\.\ds", out)
     assert len(out.splitlines()) <= 3, out

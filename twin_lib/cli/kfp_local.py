@@ -7,6 +7,8 @@ relayed line by line with ``print``. :func:`step_progress` attaches a filter to 
 logger that turns the start and finish records into :class:`StepResult` lines and drops
 KFP's records, and redirects ``sys.stdout`` into a buffer that keeps only the tail of the
 running step's output, shown when that step fails. With ``verbose`` everything passes.
+KFP's warnings about settings that only a cluster applies (resources per task) are
+dropped too: ``pipelines.platform`` sets them on purpose.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import re
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -96,7 +99,15 @@ def step_progress(verbose: bool = False) -> Iterator[_Progress]:
     root = logging.getLogger()
     root.addFilter(progress)
     try:
-        with contextlib.redirect_stdout(_Tail(progress, out if verbose else None)):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(_Tail(progress, out if verbose else None)),
+        ):
+            # Each step names the components image, not a Python one; that image is this
+            # very environment packaged, so running in-process is what it would do.
+            warnings.filterwarnings("ignore", message=".*non-Python base image")
+            if not verbose:
+                warnings.filterwarnings("ignore", message=".*no effect in the current local")
             yield progress
     finally:
         root.removeFilter(progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,9 +71,6 @@ def _run_locally(
 
     from twin_lib.cli.kfp_local import step_progress
 
-    # KFP warns that each step names a non-Python base image; that image is this very
-    # environment packaged (images/components), so running in-process is what it would do.
-    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
     kfp_local.init(runner=kfp_local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     console.print(f"running pipeline {literal(name)} locally; artifacts in {literal(root)}")
     with step_progress(verbose) as progress:
