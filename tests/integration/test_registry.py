@@ -313,3 +313,13 @@ def test_unreachable_store_is_named_in_the_error(stack_settings: TwinSettings) -
         registry.get("twin", "v0001")
     with pytest.raises(ServiceUnavailableError, match=minio.endpoint):
         registry.transition("twin", "v0001", "approved", by="a", reason="b")
+
+
+def test_a_store_without_the_models_bucket_has_no_models(stack_settings: TwinSettings) -> None:
+    minio = stack_settings.minio.model_copy(update={"models_bucket": "twin-no-models-yet"})
+    registry = ModelRegistry(minio, stack_settings.registry)
+    assert (registry.models(), registry.versions("twin"), registry.list_versions("twin")) == (
+        [],
+        [],
+        [],
+    )

@@ -179,16 +179,22 @@ class ModelRegistry:
 
     # -- versions -----------------------------------------------------------------------
 
+    def _folders(self, prefix: str) -> list[str]:
+        """Names of the "folders" directly under ``prefix``; none before the bucket exists."""
+        try:
+            entries = self.store.list(self.bucket, prefix, recursive=False)
+        except S3Error as error:
+            if error.code == "NoSuchBucket":
+                return []
+            raise
+        return [e.key.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.key.endswith("/")]
+
     def models(self) -> list[str]:
-        entries = self.store.list(self.bucket, f"{self.prefix}/", recursive=False)
-        return sorted(e.key.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.key.endswith("/"))
+        return sorted(self._folders(f"{self.prefix}/"))
 
     def versions(self, name: str) -> list[str]:
         """Version labels of ``name``, reserved ones included, oldest first."""
-        entries = self.store.list(
-            self.bucket, f"{self.prefix}/{check_name(name)}/", recursive=False
-        )
-        labels = (e.key.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.key.endswith("/"))
+        labels = self._folders(f"{self.prefix}/{check_name(name)}/")
         return sorted((v for v in labels if VERSION_PATTERN.match(v)), key=_version_number)
 
     def reserve(self, name: str, *, by: str = "training pipeline") -> Reservation:
