@@ -287,6 +287,8 @@ def pytorchjob_body(
         replicas.pop("Worker", None)
     command = train_command(config_json)
     for replica in replicas.values():
+        # Each replica its own pod: YAML anchors and the built-in defaults share one.
+        replica["template"] = copy.deepcopy(replica["template"])
         _fill_pod(replica["template"], spec, command, labels)
     return {
         "apiVersion": PYTORCHJOB.api_version,
