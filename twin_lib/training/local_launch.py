@@ -1,15 +1,16 @@
-"""Local data-parallel training: torchrun with N CPU processes (gloo), as a child process group.
+"""Local data-parallel training: torchrun with N CPU processes (gloo) as a child process.
 
 ``accelerate launch --cpu`` starts a single process, and torchrun's ranks report world size 1
 unless Accelerate is told to use the CPU, so the environment sets ``ACCELERATE_USE_CPU=true``.
 Each rank gets one OpenMP thread unless the caller sets ``OMP_NUM_THREADS``: ranks x threads
-must not oversubscribe the cores. The child runs in its own session so a timeout or Ctrl-C
-stops every rank (by the group's id), not just torchrun.
+must not oversubscribe the cores. A timeout or Ctrl-C stops every rank (by PID), not just
+torchrun.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from twin_lib.settings import TwinSettings, load_settings, to_env
 from twin_lib.training.config import TrainingConfig, join_uri
@@ -98,17 +101,31 @@ class LocalRun:
             echo(f"{prefix}{text}")
 
     def kill(self, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> None:
-        """Signal the whole process group (torchrun and its ranks); SIGKILL after ``grace_s``."""
-        if self.process.poll() is not None:
-            return
+        """Signal torchrun and every rank by PID; SIGKILL whatever outlives ``grace_s``.
+
+        torchrun starts each rank in a session of its own, so signalling torchrun's process
+        group would leave the ranks running (and writing checkpoints) as orphans.
+        """
         try:
-            os.killpg(self.process.pid, sig)
+            ranks = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            ranks = []
+        for process in ranks:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        try:
             self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
             self.process.wait()
-        except ProcessLookupError:
-            self.process.wait()
+        # torchrun is reaped by Popen (keeping its exit status); the ranks by psutil.
+        _, alive = psutil.wait_procs(ranks, timeout=grace_s)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=grace_s)
         self._reader.join(timeout=5)
 
     def wait(self, timeout_s: float) -> int:
