@@ -101,6 +101,14 @@ STEP_PROFILES: dict[str, StepProfile] = {
     "embed": _step(MODEL, side_effects=False),
     "validate-chunks": _step(FRAMES, side_effects=True),
     "load": _step(STREAMING, side_effects=True),
+    # Training: each step reads or publishes registry and dataset state. The train step only
+    # launches and watches a PyTorchJob/TrainJob (the GPUs are the job's); it is not retried,
+    # since a retry would train a second version after a failure the job already reported.
+    "base-model": _step(MODEL, side_effects=True),
+    "instruction-dataset": _step(FRAMES, side_effects=True),
+    "preference-dataset": _step(MODEL, side_effects=True),
+    "train": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
+    "register": _step(STREAMING, side_effects=True),
 }
 
 RETRIES = 3

@@ -1,4 +1,4 @@
-"""The compiled feature pipeline is what a cluster needs: injection, caching, resources, image."""
+"""Each compiled pipeline is what a cluster needs: injection, caching, resources, image."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from pipelines import feature_pipeline, training_pipeline
 from pipelines.catalog import PIPELINES
-from pipelines.feature_pipeline import COMPILED, compile_pipeline, feature_pipeline
+from pipelines.feature_pipeline import COMPILED, compile_pipeline
 from tests.support.pipeline_specs import (
     FEATURE_SERVICE_TASKS,
     FEATURE_SIDE_EFFECT_TASKS,
+    TRAINING_SERVICE_TASKS,
+    TRAINING_SIDE_EFFECT_TASKS,
     cluster_problems,
     tasks,
 )
@@ -32,24 +35,34 @@ def _views(text: str) -> list:
     return tasks(pipeline_spec, platform_spec)
 
 
-def test_compiled_yaml_is_current(tmp_path):
-    fresh = compile_pipeline(tmp_path / "feature_pipeline.yaml").read_text()
-    assert _spec(fresh) == _spec(COMPILED.read_text()), (
-        "pipelines/feature_pipeline.yaml is stale: run `python -m pipelines.feature_pipeline`"
+# pipeline module, number of tasks, tasks with side effects, tasks that talk to services
+CASES = {
+    "feature": (feature_pipeline, 8, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS),
+    "training": (training_pipeline, 5, TRAINING_SIDE_EFFECT_TASKS, TRAINING_SERVICE_TASKS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_yaml_is_current(tmp_path, name):
+    module = CASES[name][0]
+    fresh = module.compile_pipeline(tmp_path / module.COMPILED.name).read_text()
+    assert _spec(fresh) == _spec(module.COMPILED.read_text()), (
+        f"pipelines/{module.COMPILED.name} is stale: run `python -m {module.__name__}`"
     )
 
 
-def test_catalog_exposes_the_feature_pipeline():
-    assert PIPELINES["feature"] is feature_pipeline
+def test_catalog_holds_every_compiled_pipeline():
+    assert set(PIPELINES) == set(CASES)
+    assert PIPELINES["feature"] is feature_pipeline.feature_pipeline
+    assert PIPELINES["training"] is training_pipeline.training_pipeline
 
 
-def test_every_task_is_ready_for_a_cluster():
-    views = _views(COMPILED.read_text())
-    assert len(views) == 8
-    problems = cluster_problems(
-        views, ENDPOINTS, CREDENTIALS, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS
-    )
-    assert problems == []
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_task_is_ready_for_a_cluster(name):
+    module, count, side_effects, services = CASES[name]
+    views = _views(module.COMPILED.read_text())
+    assert len(views) == count
+    assert cluster_problems(views, ENDPOINTS, CREDENTIALS, side_effects, services) == []
 
 
 def test_embed_gets_the_most_memory():

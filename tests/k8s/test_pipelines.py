@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: KFP reads the component annotation
 
 from pathlib import Path
 
+import pytest
 from dotenv import dotenv_values
 from kfp import dsl, kubernetes
 
@@ -12,6 +13,8 @@ from tests.k8s.conftest import MANIFESTS
 from tests.support.pipeline_specs import (
     FEATURE_SERVICE_TASKS,
     FEATURE_SIDE_EFFECT_TASKS,
+    TRAINING_SERVICE_TASKS,
+    TRAINING_SIDE_EFFECT_TASKS,
     cluster_problems,
     tasks,
 )
@@ -61,8 +64,15 @@ def test_version_name_follows_the_platform_spec() -> None:
     assert plain != injected
 
 
-def test_committed_feature_version_is_ready_for_a_cluster() -> None:
-    docs = validate.documents((MANIFESTS / "pipelines/twin-feature.yaml").read_text())
+@pytest.mark.parametrize(
+    ("name", "count", "side_effects", "services"),
+    [
+        ("feature", 8, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS),
+        ("training", 5, TRAINING_SIDE_EFFECT_TASKS, TRAINING_SERVICE_TASKS),
+    ],
+)
+def test_committed_version_is_ready_for_a_cluster(name, count, side_effects, services) -> None:
+    docs = validate.documents((MANIFESTS / f"pipelines/twin-{name}.yaml").read_text())
     (version,) = [doc for doc in docs if doc["kind"] == "PipelineVersion"]
     views = tasks(version["spec"]["pipelineSpec"], version["spec"].get("platformSpec"))
     platform_env = MANIFESTS / "components/platform-env"
@@ -70,10 +80,10 @@ def test_committed_feature_version_is_ready_for_a_cluster() -> None:
         views,
         dotenv_values(platform_env / "endpoints.env"),
         dotenv_values(platform_env / "secrets/credentials.env.example"),
-        FEATURE_SIDE_EFFECT_TASKS,
-        FEATURE_SERVICE_TASKS,
+        side_effects,
+        services,
     )
-    assert len(views) == 8
+    assert len(views) == count
     assert problems == []
 
 

@@ -62,6 +62,15 @@ def tasks(pipeline_spec: dict[str, Any], platform_spec: dict[str, Any] | None) -
 # a wrong profile there fails the tests.
 FEATURE_SIDE_EFFECT_TASKS = {"crawl", "validate-documents", "plan-sync", "validate-chunks", "load"}
 FEATURE_SERVICE_TASKS = FEATURE_SIDE_EFFECT_TASKS
+# Every training step reads or publishes registry or dataset state; all but the launch retry.
+TRAINING_SIDE_EFFECT_TASKS = {
+    "base-model",
+    "instruction-dataset",
+    "preference-dataset",
+    "train",
+    "register",
+}
+TRAINING_SERVICE_TASKS = TRAINING_SIDE_EFFECT_TASKS - {"train"}
 RESOURCE_KEYS = {
     "resourceCpuRequest",
     "resourceCpuLimit",
