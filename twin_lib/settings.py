@@ -418,6 +418,7 @@ class TrainingSettings(BaseModel):
         description="a local directory, an s3:// prefix or a model hub id; unset = the "
         "offline base model built from base_recipe",
     )
+    base_recipe: BaseModelRecipe = Field(default_factory=BaseModelRecipe)
     launcher: str = Field(default="local", pattern="^(local|pytorchjob|trainjob)$")
     cluster: ClusterJobSettings = Field(default_factory=ClusterJobSettings)
     local_processes: int = Field(default=2, ge=1, description="torchrun processes of a local run")
