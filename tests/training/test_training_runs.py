@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -20,7 +21,7 @@ from twin_lib.storage import ObjectStore
 from twin_lib.training.chat_template import CHAT_TEMPLATE
 from twin_lib.training.checkpoints import complete_checkpoints
 from twin_lib.training.config import TrainingConfig
-from twin_lib.training.local_launch import LocalRun, read_result, run_local
+from twin_lib.training.local_launch import LocalRun, TrainingFailedError, read_result, run_local
 from twin_lib.training.outputs import TrainingMetrics, TrainingResult
 from twin_lib.training.transfer import Transfer, split_s3
 
@@ -206,3 +207,34 @@ def test_killed_run_resumes_from_its_last_synced_checkpoint(
     )
     assert metrics.sft.resumed_from_step == synced[-1]
     assert result.sft_steps == config.sft.max_steps
+
+
+def test_failed_run_raises_with_the_log_tail(stack_settings: TwinSettings, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    config = _config(str(missing), {"sft": {"train": str(tmp_path / "absent.parquet")}})
+    with pytest.raises(TrainingFailedError, match="exit code") as failure:
+        run_local(config, 2, settings=stack_settings, timeout_s=TIMEOUT_S, echo=lambda _: None)
+    assert str(missing) in str(failure.value)
+
+
+def test_timeout_stops_torchrun_and_every_rank(
+    stack_settings: TwinSettings, inputs: tuple[str, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    base_uri, uris = inputs
+    run = LocalRun(
+        _config(base_uri, uris),
+        2,
+        settings=stack_settings,
+        work_dir=tmp_path,
+        echo=lambda _: None,
+        prefix="",
+    )
+    deadline = time.monotonic() + 60
+    while len(psutil.Process(run.process.pid).children(recursive=True)) < 2:
+        assert time.monotonic() < deadline, "torchrun started no ranks"
+        time.sleep(0.2)
+    ranks = psutil.Process(run.process.pid).children(recursive=True)
+    with pytest.raises(TrainingFailedError, match="timeout"):
+        run.wait(timeout_s=0.5)
+    assert run.process.returncode is not None
+    assert not [rank for rank in ranks if rank.is_running() and rank.status() != "zombie"]
