@@ -34,58 +34,42 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from pydantic import BaseModel
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from twin_lib.settings import BaseModelRecipe
+from twin_lib.training.base_model import llama_config
 from twin_lib.training.precision import plan_precision
 
 Precision = Literal["bf16", "fp32"]
 
 
-class Shape(BaseModel):
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    seq_len: int
-    batch_size: int
-    warmup_steps: int
-    steps: int
-
-    def config(self) -> LlamaConfig:
-        return LlamaConfig(
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers,
-            num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_heads,
-            max_position_embeddings=self.seq_len,
-            tie_word_embeddings=True,
-        )
-
-
-FULL = Shape(
+# The shapes are base-model recipes; warmup_steps are untimed steps, max_steps the timed ones.
+FULL = BaseModelRecipe(
     vocab_size=8192,
     hidden_size=512,
     num_layers=8,
     num_heads=8,
+    num_kv_heads=8,
     intermediate_size=1408,
+    max_position_embeddings=256,
     seq_len=256,
     batch_size=8,
     warmup_steps=2,
-    steps=8,
+    max_steps=8,
 )
-QUICK = Shape(
-    vocab_size=2048,
-    hidden_size=128,
-    num_layers=2,
-    num_heads=4,
-    intermediate_size=352,
-    seq_len=128,
-    batch_size=4,
-    warmup_steps=1,
-    steps=3,
+QUICK = FULL.model_copy(
+    update={
+        "vocab_size": 2048,
+        "hidden_size": 128,
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_kv_heads": 4,
+        "intermediate_size": 352,
+        "seq_len": 128,
+        "batch_size": 4,
+        "warmup_steps": 1,
+        "max_steps": 3,
+    }
 )
 
 
@@ -97,10 +81,10 @@ class RankResult(BaseModel):
     final_loss: float
 
 
-def _train(shape: Shape, precision: Precision, rank: int, world: int) -> RankResult:
+def _train(shape: BaseModelRecipe, precision: Precision, rank: int, world: int) -> RankResult:
     """The timed loop of one process; with ``world > 1`` gradients are all-reduced by DDP."""
     torch.manual_seed(0)
-    model: torch.nn.Module = LlamaForCausalLM(shape.config())
+    model: torch.nn.Module = LlamaForCausalLM(llama_config(shape, shape.vocab_size))
     parameters = sum(p.numel() for p in model.parameters())
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -124,19 +108,24 @@ def _train(shape: Shape, precision: Precision, rank: int, world: int) -> RankRes
     if world > 1:
         dist.barrier()
     started = time.perf_counter()
-    for _ in range(shape.steps):
+    for _ in range(shape.max_steps):
         loss = step()
     if world > 1:
         dist.barrier()
     seconds = time.perf_counter() - started
-    tokens = shape.steps * shape.batch_size * shape.seq_len
+    tokens = shape.max_steps * shape.batch_size * shape.seq_len
     return RankResult(
         rank=rank, seconds=seconds, tokens=tokens, parameters=parameters, final_loss=float(loss)
     )
 
 
 def _worker(
-    rank: int, world: int, shape: Shape, precision: Precision, rendezvous: str, results: object
+    rank: int,
+    world: int,
+    shape: BaseModelRecipe,
+    precision: Precision,
+    rendezvous: str,
+    results: object,
 ) -> None:
     torch.set_num_threads(1)
     if world > 1:
@@ -165,7 +154,7 @@ class LayoutResult(BaseModel):
         return 6.0 * self.parameters * self.tokens_per_s
 
 
-def run_layout(shape: Shape, precision: Precision, processes: int) -> LayoutResult:
+def run_layout(shape: BaseModelRecipe, precision: Precision, processes: int) -> LayoutResult:
     """Spawn ``processes`` single-threaded ranks (even for one: the same process layout)."""
     context = mp.get_context("spawn")
     results = context.SimpleQueue()

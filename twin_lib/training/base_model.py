@@ -259,9 +259,10 @@ def _torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def _model_config(recipe: BaseModelRecipe, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+def llama_config(recipe: BaseModelRecipe, vocab_size: int, **token_ids: int | None) -> LlamaConfig:
+    """The Llama shape of ``recipe`` (tied embeddings); ``token_ids`` are bos/eos/pad ids."""
     return LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=recipe.hidden_size,
         intermediate_size=recipe.intermediate_size,
         num_hidden_layers=recipe.num_layers,
@@ -269,9 +270,7 @@ def _model_config(recipe: BaseModelRecipe, tokenizer: PreTrainedTokenizerFast) -
         num_key_value_heads=recipe.num_kv_heads,
         max_position_embeddings=recipe.max_position_embeddings,
         tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **token_ids,
     )
 
 
@@ -290,7 +289,15 @@ def build_base_model(recipe: BaseModelRecipe, out_dir: Path) -> Path:
     )
     precision = plan_precision(recipe.precision, cuda=False).dtype
     torch.manual_seed(recipe.seed)
-    model = LlamaForCausalLM(_model_config(recipe, tokenizer))
+    model = LlamaForCausalLM(
+        llama_config(
+            recipe,
+            len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     parameters = sum(p.numel() for p in model.parameters())
     logger.info(
         "building base model",
