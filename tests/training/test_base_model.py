@@ -187,6 +187,11 @@ def test_cli_builds_into_the_cache_and_shows_the_record(
     refused = CliRunner().invoke(app, ["base-model", "build", "--tiny", "--precision", "fp16"])
     assert refused.exit_code == 1
     assert "precision" in refused.output
+    monkeypatch.setenv("TWIN_TRAINING__BASE_RECIPE__SEED", "7")
+    configured = CliRunner().invoke(app, ["base-model", "show"])
+    assert configured.exit_code == 1
+    expected = base_model_dir(BaseModelRecipe(seed=7), tiny_cache_dir)
+    assert str(expected) in configured.output.replace("\n", "")
 
 
 def test_step_uses_a_configured_model_as_given_and_builds_only_without_one(

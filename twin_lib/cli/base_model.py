@@ -22,9 +22,10 @@ TinyOption = Annotated[
 ]
 
 
-def _recipe(tiny: bool, **overrides: object) -> BaseModelRecipe:
-    """The default (or tiny) recipe with the flags that were given, validated."""
-    recipe = BaseModelRecipe.tiny() if tiny else BaseModelRecipe()
+def _recipe(ctx: typer.Context, tiny: bool, **overrides: object) -> BaseModelRecipe:
+    """The configured recipe (``TWIN_TRAINING__BASE_RECIPE__*``), or the tiny one, with the
+    flags that were given, validated."""
+    recipe = BaseModelRecipe.tiny() if tiny else settings_of(ctx).training.base_recipe
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return BaseModelRecipe.model_validate({**recipe.model_dump(), **given})
@@ -47,7 +48,7 @@ def build(
     """Build the base model if this machine has none for the recipe; print where it is."""
     from twin_lib.training.base_model import ensure_base_model, read_record
 
-    recipe = _recipe(tiny, time_budget_s=time_budget_s, threads=threads, precision=precision)
+    recipe = _recipe(ctx, tiny, time_budget_s=time_budget_s, threads=threads, precision=precision)
     path = ensure_base_model(recipe, settings_of(ctx).stack.cache_dir)
     record = read_record(path)
     _print_record(path)
@@ -68,7 +69,7 @@ def show(
     """How a built base model was made: corpus, shape, budget, losses, build time."""
     from twin_lib.training.base_model import base_model_dir
 
-    model_dir = path or base_model_dir(_recipe(tiny), settings_of(ctx).stack.cache_dir)
+    model_dir = path or base_model_dir(_recipe(ctx, tiny), settings_of(ctx).stack.cache_dir)
     try:
         _print_record(model_dir)
     except FileNotFoundError as error:
