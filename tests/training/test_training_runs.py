@@ -214,7 +214,7 @@ def test_failed_run_raises_with_the_log_tail(stack_settings: TwinSettings, tmp_p
     config = _config(str(missing), {"sft": {"train": str(tmp_path / "absent.parquet")}})
     with pytest.raises(TrainingFailedError, match="exit code") as failure:
         run_local(config, 2, settings=stack_settings, timeout_s=TIMEOUT_S, echo=lambda _: None)
-    assert str(missing) in str(failure.value)
+    assert f"base model directory {missing} has no config.json" in str(failure.value)
 
 
 def test_timeout_stops_torchrun_and_every_rank(

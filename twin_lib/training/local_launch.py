@@ -31,7 +31,7 @@ from twin_lib.training.transfer import Transfer
 
 log = logging.getLogger(__name__)
 
-TAIL_LINES = 60
+TAIL_LINES = 120
 
 
 class TrainingFailedError(RuntimeError):

@@ -24,6 +24,7 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset
 from peft import PeftModel
+from torch.distributed.elastic.multiprocessing.errors import record
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -113,6 +114,11 @@ def load_base(
     updates fp32 master weights.
     """
     source = ctx.config.base_model
+    if _looks_local(source) and not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"base model directory {source} has no config.json; set base_model to a Hugging "
+            "Face model directory, an s3:// prefix or a model hub id"
+        )
     with ctx.local_main_first() as first:
         if is_s3(source):
             local = ctx.work / "base"
@@ -128,6 +134,10 @@ def load_base(
             "use a chat model or the platform's base model recipe"
         )
     return model, tokenizer
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).exists()
 
 
 def fetch_data(
@@ -329,6 +339,7 @@ def train(config: TrainingConfig, settings: TwinSettings) -> TrainingMetrics | N
     return metrics if ctx.state.is_main_process else None
 
 
+@record
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twin_lib.training.train")
     parser.add_argument("--config", required=True, help="training_config.json path or JSON")
