@@ -215,5 +215,6 @@ def test_a_build_cut_short_by_its_time_budget_says_so(
     with caplog.at_level(logging.WARNING, logger="twin_lib.training.base_model"):
         path = build_base_model(recipe, tmp_path / "model")
     record = read_record(path)
-    assert (record.steps, record.stopped_by) == (0, "time_budget")
+    assert record.stopped_by == "time_budget"
+    assert record.steps < recipe.max_steps
     assert "no better than token frequencies" in caplog.text
