@@ -26,12 +26,13 @@ def _cpuinfo(tmp_path: Path, flags: str) -> Path:
     return path
 
 
-def test_collated_batch_labels_only_assistant_tokens(tiny_base_model: Path, tmp_path: Path) -> None:
+def _first_batch(base: Path, tmp_path: Path, *, packing: bool) -> tuple[dict, set[str], object]:
+    """The first collated training batch of an SFT trainer over the tiny chat dataset."""
     uris = write_tiny_datasets(tmp_path / "data")
     splits = load_splits({"train": Path(uris["sft"]["train"])}, SFT_COLUMNS)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_base_model, dtype=torch.float32)
-    hp = StageHyperparameters(max_steps=1, batch_size=4, max_length=128)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    hp = StageHyperparameters(max_steps=1, batch_size=4, max_length=128, packing=packing)
     arguments = stage_arguments(
         hp,
         plan_precision("fp32"),
@@ -44,15 +45,33 @@ def test_collated_batch_labels_only_assistant_tokens(tiny_base_model: Path, tmp_
     trainer = sft_trainer(
         model, tokenizer, splits, hp, arguments, lora=TrainingSettings().lora, callbacks=[]
     )
-    batch = next(iter(trainer.get_train_dataloader()))
     answers = {row["messages"][-1]["content"] for row in splits["train"]}
+    return next(iter(trainer.get_train_dataloader())), answers, tokenizer
+
+
+def test_collated_batch_labels_only_assistant_tokens(tiny_base_model: Path, tmp_path: Path) -> None:
+    batch, answers, tokenizer = _first_batch(tiny_base_model, tmp_path, packing=False)
     for input_ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
-        kept = input_ids[labels != -100]
+        kept = tokenizer.decode(input_ids[labels != -100])
         masked = tokenizer.decode(input_ids[labels == -100], skip_special_tokens=True)
-        assert tokenizer.decode(kept).removesuffix("<|im_end|>") in answers
-        assert tokenizer.decode(kept).endswith("<|im_end|>")  # the model learns to stop
+        assert kept.endswith("<|im_end|>")  # the model learns to stop
+        assert kept.removesuffix("<|im_end|>") in answers
         assert SYSTEM in masked
         assert not any(answer in masked for answer in answers)
+
+
+def test_packed_batch_keeps_examples_apart_and_masks_prompts(
+    tiny_base_model: Path, tmp_path: Path
+) -> None:
+    batch, answers, tokenizer = _first_batch(tiny_base_model, tmp_path, packing=True)
+    assert batch["input_ids"].shape[0] == 1  # several examples in one sequence
+    starts = int((batch["position_ids"][0] == 0).sum())
+    assert starts >= 2  # positions restart at each example: no attention across examples
+    kept = tokenizer.decode(batch["input_ids"][0][batch["labels"][0] != -100])
+    assert [part for part in kept.split("<|im_end|>") if part] == [
+        part for part in kept.split("<|im_end|>") if part in answers
+    ]
+    assert kept.count("<|im_end|>") == starts
 
 
 def test_cpu_with_bf16_matrix_units_uses_bf16_autocast(tmp_path: Path) -> None:
