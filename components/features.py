@@ -30,7 +30,8 @@ def crawl(
     raw_documents: Output[Dataset],
     metrics: Output[Metrics],
 ) -> list:
-    """Crawl the sources into a raw-lake snapshot; returns the origins that were reachable."""
+    """Crawl the sources into a raw-lake snapshot; returns the origins whose crawl was a
+    complete listing (folder, repository, export archive): only these may delete documents."""
     from twin_lib.crawl.sources import Source
     from twin_lib.settings import FeaturesSettings, load_settings
     from twin_lib.steps.crawl import crawl_to_lake
@@ -52,7 +53,8 @@ def crawl(
     metrics.log_metric("crawled_documents", summary.documents)
     metrics.log_metric("crawl_failures", len(summary.failures))
     metrics.log_metric("crawled_sources", len(summary.crawled_origins))
-    return summary.crawled_origins
+    metrics.log_metric("complete_sources", len(summary.complete_origins))
+    return summary.complete_origins
 
 
 @_component
@@ -83,7 +85,7 @@ def validate_documents(
 @_component
 def plan_sync(
     features: dict,
-    crawled_origins: list,
+    complete_origins: list,
     raw_documents: Input[Dataset],
     valid_documents: Input[Dataset],
     changed_documents: Output[Dataset],
@@ -100,7 +102,7 @@ def plan_sync(
     result = run(
         Path(raw_documents.path),
         Path(valid_documents.path),
-        crawled_origins,
+        complete_origins,
         output=Path(changed_documents.path),
         plan_path=Path(plan.path),
         minio=settings.minio,

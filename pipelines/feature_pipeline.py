@@ -37,7 +37,7 @@ def feature_pipeline(sources: list, author: str, features: dict = FEATURE_DEFAUL
     planned = for_cluster(
         steps.plan_sync(
             features=features,
-            crawled_origins=crawled.outputs["Output"],
+            complete_origins=crawled.outputs["Output"],
             raw_documents=crawled.outputs["raw_documents"],
             valid_documents=validated.outputs["valid_documents"],
         ),
