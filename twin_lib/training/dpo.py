@@ -11,7 +11,7 @@ from typing import Any
 
 from datasets import Dataset
 from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase, PrinterCallback, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from twin_lib.settings import StageHyperparameters
@@ -27,7 +27,7 @@ def dpo_trainer(
     callbacks: list[TrainerCallback],
 ) -> DPOTrainer:
     args = DPOConfig(**arguments, beta=hp.beta)
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=policy,
         ref_model=None,
         args=args,
@@ -36,3 +36,5 @@ def dpo_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # progress is logged by LogProgress
+    return trainer

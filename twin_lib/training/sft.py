@@ -6,7 +6,7 @@ from typing import Any
 
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from twin_lib.settings import LoraSettings, StageHyperparameters
@@ -42,7 +42,7 @@ def sft_trainer(
     template: system prompts and instructions never contribute to the loss.
     """
     args = SFTConfig(**arguments, packing=hp.packing, assistant_only_loss=True)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],
@@ -51,3 +51,5 @@ def sft_trainer(
         peft_config=lora_config(lora) if lora is not None else None,
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # progress is logged by LogProgress
+    return trainer

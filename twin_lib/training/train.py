@@ -49,6 +49,7 @@ from twin_lib.training.outputs import (
     write_reports,
 )
 from twin_lib.training.precision import PrecisionPlan, plan_precision
+from twin_lib.training.progress import LogProgress
 from twin_lib.training.sft import sft_trainer
 from twin_lib.training.transfer import Transfer, is_s3
 
@@ -89,7 +90,8 @@ class RunContext:
 
     def callbacks(self, stage: str) -> list[TrainerCallback]:
         callbacks: list[TrainerCallback] = [
-            CheckpointSync(self.transfer, self.stage_uri(stage), self.config.checkpoints_kept)
+            CheckpointSync(self.transfer, self.stage_uri(stage), self.config.checkpoints_kept),
+            LogProgress(stage),
         ]
         if self.config.param_checksum_dir:
             callbacks.append(ParamChecksum(Path(self.config.param_checksum_dir), stage))
