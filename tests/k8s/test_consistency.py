@@ -121,11 +121,10 @@ def _ports(service: dict[str, Any]) -> set[int]:
 
 
 def test_dockerfiles_exist_for_each_image() -> None:
-    assert {p.name for p in (REPO / "images").iterdir() if p.is_dir()} == {
-        "components",
-        "trainer",
-        "serving",
-    }
+    assert {p.name for p in (REPO / "images").iterdir() if p.is_dir()} == {"cpu", "trainer"}
+    images = {a["image"].rsplit("/", 1)[-1]: a for a in _skaffold_artifacts()}
+    assert set(images) == {"components", "trainer", "serving"}
+    assert all((REPO / a["docker"]["dockerfile"]).is_file() for a in images.values())
     assert (REPO / ".dockerignore").exists()
     assert not list(Path(REPO / "images").rglob("*.env"))
 
@@ -156,7 +155,6 @@ TORCH_LINKED = {
     "nvidia-nvjitlink",
     "nvidia-nvshmem-cu13",
 }
-CPU_IMAGES = ("components", "serving")
 GPU_ONLY = re.compile(r"(nvidia-|cuda-)|triton$")
 
 
@@ -182,12 +180,25 @@ def _dockerfile(image: str) -> str:
     return (REPO / "images" / image / "Dockerfile").read_text()
 
 
+def _skaffold_artifacts() -> list[dict]:
+    """Every image artifact skaffold builds, in the default build and in each profile."""
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    builds = [config["build"], *(p["build"] for p in config.get("profiles", []) if "build" in p)]
+    return [artifact for build in builds for artifact in build["artifacts"]]
+
+
+def _extras(artifact: dict) -> set[str]:
+    """The extras an image installs: its build argument, else the Dockerfile's default."""
+    docker = artifact["docker"]
+    given = docker.get("buildArgs", {}).get("EXTRAS") or (REPO / docker["dockerfile"]).read_text()
+    return set(re.findall(r"--extra ([\w-]+)", given))
+
+
 def test_cpu_images_leave_out_what_cpu_torch_never_loads() -> None:
     gpu_only = _torch_gpu_packages()
     assert gpu_only >= TORCH_LINKED, "uv.lock changed torch's CUDA wheels: update TORCH_LINKED"
-    for image in CPU_IMAGES:
-        skipped = set(re.findall(r"--no-install-package ([\w.-]+)", _dockerfile(image)))
-        assert skipped == gpu_only - TORCH_LINKED, f"images/{image}/Dockerfile"
+    skipped = set(re.findall(r"--no-install-package ([\w.-]+)", _dockerfile("cpu")))
+    assert skipped == gpu_only - TORCH_LINKED, "images/cpu/Dockerfile"
     assert "--no-install-package" not in _dockerfile("trainer")
 
 
@@ -195,12 +206,16 @@ def test_each_image_installs_only_existing_extras() -> None:
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    wanted = {
-        image: set(re.findall(r"--extra ([\w-]+)", _dockerfile(image)))
-        for image in ("components", "serving", "trainer")
-    }
-    assert all(names <= set(extras) for names in wanted.values())
-    assert wanted["serving"] == {"serving"}
-    assert wanted["trainer"] == {"training"}
-    assert {"features", "orchestration"} <= wanted["components"]
-    assert not any("INDEX" in _dockerfile(image) for image in wanted)
+    for artifact in _skaffold_artifacts():
+        name = artifact["image"].rsplit("/", 1)[-1]
+        wanted = _extras(artifact)
+        assert wanted <= set(extras), artifact
+        expected_target = {"components": "components", "serving": "serving"}.get(name)
+        assert artifact["docker"].get("target") == expected_target, artifact
+        if name == "serving":
+            assert wanted == {"serving"}
+        elif name == "trainer":
+            assert wanted == {"training"}
+        else:
+            assert {"features", "orchestration"} <= wanted
+        assert "INDEX" not in (REPO / artifact["docker"]["dockerfile"]).read_text()
