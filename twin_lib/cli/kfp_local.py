@@ -18,6 +18,7 @@ import io
 import logging
 import re
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -49,6 +50,12 @@ class _Progress(logging.Filter):
     started: dict[str, float] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    # A step's own threads (a launcher streaming torchrun's output) write while KFP logs.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tail_lines(self) -> list[str]:
+        with self.lock:
+            return list(self.tail)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "kfp" not in record.pathname.split("/"):
@@ -56,7 +63,8 @@ class _Progress(logging.Filter):
         message = ANSI.sub("", record.getMessage())
         if match := STARTED.match(message):
             self.started[match["task"]] = time.monotonic()
-            self.tail.clear()
+            with self.lock:
+                self.tail.clear()
         elif match := FINISHED.match(message):
             began = self.started.get(match["task"], time.monotonic())
             result = StepResult(match["task"], match["state"], time.monotonic() - began)
@@ -78,7 +86,9 @@ class _Tail(io.TextIOBase):
     def write(self, text: str) -> int:
         if self.passthrough is not None:
             return self.passthrough.write(text)
-        self.progress.tail.extend(line for line in ANSI.sub("", text).splitlines() if line)
+        lines = [line for line in ANSI.sub("", text).splitlines() if line]
+        with self.progress.lock:
+            self.progress.tail.extend(lines)
         return len(text)
 
 

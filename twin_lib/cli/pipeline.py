@@ -78,7 +78,7 @@ def _run_locally(
             pipeline(**arguments)
         except RuntimeError as error:
             failed = progress.results[-1].task if progress.results else name
-            for line in progress.tail:
+            for line in progress.tail_lines():
                 show(f"    {line}")
             raise fail(
                 f"pipeline {name} failed locally at step {failed} (its last output above; "

@@ -221,7 +221,10 @@ class ModelRegistry:
         reservation = Reservation(
             name=name, version=version, output_uri=self.version_uri(name, version)
         )
-        log.info("reserved model version", extra=reservation.model_dump())
+        log.info(
+            "reserved model version",
+            extra={"model": reservation.name, "version": reservation.version},
+        )
         return reservation
 
     def register_candidate(
