@@ -21,7 +21,11 @@ from twin_lib.settings import DatasetSettings, TrainingSettings, load_settings
 COMPILED = Path(__file__).with_suffix(".yaml")
 # KFP parameters cannot hold null: unset optional settings are left out and keep their default.
 DATASET_DEFAULTS: dict = DatasetSettings().model_dump(mode="json", exclude_none=True)
-TRAINING_DEFAULTS: dict = TrainingSettings().model_dump(mode="json", exclude_none=True)
+# The compiled pipeline runs on a cluster, so its default trains with a PyTorchJob; a local run
+# (`twin pipeline run training --local`) passes the settings' training group (torchrun here).
+TRAINING_DEFAULTS: dict = TrainingSettings(launcher="pytorchjob").model_dump(
+    mode="json", exclude_none=True
+)
 
 
 @dsl.pipeline(

@@ -94,3 +94,12 @@ def test_parameters_are_checked_against_the_pipeline(arguments, message):
     result = CliRunner().invoke(app, ["pipeline", "run", "feature", "--local", *arguments])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_a_cluster_run_refuses_to_train_inside_a_step_pod(monkeypatch):
+    """Submitting with the local launcher would run torchrun in a KFP pod: refused up front."""
+    monkeypatch.setenv("TWIN_KFP__HOST", "http://kfp.example.test:8888")
+    monkeypatch.setenv("TWIN_TRAINING__LAUNCHER", "local")
+    result = CliRunner().invoke(app, ["pipeline", "run", "training", "--param", "author=A"])
+    assert result.exit_code == 1
+    assert "TWIN_TRAINING__LAUNCHER=pytorchjob" in result.output

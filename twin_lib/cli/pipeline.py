@@ -139,6 +139,11 @@ def run_pipeline(
         return
     if not settings.kfp.host:
         raise fail("no KFP host configured; set TWIN_KFP__HOST or pass --local")
+    if (arguments.get("training") or {}).get("launcher") == "local":
+        raise fail(
+            f"pipeline {name}: training.launcher is 'local', which would train inside a KFP "
+            "step pod; set TWIN_TRAINING__LAUNCHER=pytorchjob (or trainjob) for a cluster run"
+        )
     import kfp
 
     from twin_lib.k8s.pipelines import rebuild
