@@ -121,21 +121,22 @@ def run_pipeline(
     Parameters the pipeline declares and no flag sets come from the settings group of the
     same name (e.g. ``features``), else from the pipeline's defaults.
     """
-    from pipelines.catalog import PIPELINES
+    from twin_lib.k8s.pipelines import load_catalog
     from twin_lib.settings import to_env
 
     settings = settings_of(ctx)
-    if name not in PIPELINES:
-        raise fail(f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
+    catalog = load_catalog()
+    if name not in catalog:
+        raise fail(f"unknown pipeline {name!r}; known: {', '.join(sorted(catalog))}")
     try:
         given = _given_params(params_file, param, {"sources": sources, "author": author})
-        arguments = pipeline_arguments(PIPELINES[name], given, _settings_fallbacks(settings))
+        arguments = pipeline_arguments(catalog[name], given, _settings_fallbacks(settings))
     except SubmitError as error:
         raise fail(f"pipeline {name}: {error}") from error
     if local:
         os.environ.update(to_env(settings))  # components read endpoints like pods do
         with workdir_or_temp(pipeline_root) as root:
-            _run_locally(name, PIPELINES[name], arguments, root, verbose)
+            _run_locally(name, catalog[name], arguments, root, verbose)
         return
     if not settings.kfp.host:
         raise fail("no KFP host configured; set TWIN_KFP__HOST or pass --local")
@@ -149,7 +150,7 @@ def run_pipeline(
     from twin_lib.k8s.pipelines import rebuild
 
     client = kfp.Client(host=settings.kfp.host, namespace=settings.kfp.namespace)
-    run = client.create_run_from_pipeline_func(rebuild(PIPELINES[name]), arguments=arguments)
+    run = client.create_run_from_pipeline_func(rebuild(catalog[name]), arguments=arguments)
     summary(f"submitted pipeline {name} as run {run.run_id} to {settings.kfp.host}")
 
 
