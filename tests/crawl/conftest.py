@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.support.loopback import serving
 from twin_lib.settings import CrawlSettings
 
 PARAGRAPH = (
@@ -159,14 +159,8 @@ def site() -> Iterator[tuple[str, dict[str, int]]]:
     """Base URL of a fresh loopback site and its per-path request counters."""
     counters: dict[str, int] = {}
     handler = type("SiteHandler", (Handler,), {"counters": counters})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(handler) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}", counters
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import serving
 
 _PASSAGE = re.compile(r'<passage index="(\d+)"[^>]*>\n(.*?)\n</passage>', re.DOTALL)
 PLAIN_ANSWER = "I would answer that in general terms."
@@ -120,12 +122,5 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 def scripted_openai_server() -> Iterator[tuple[str, Script]]:
     """``(base_url, script)`` of a server on a free loopback port, stopped on exit."""
     script = Script()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(script)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
