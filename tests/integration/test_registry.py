@@ -18,12 +18,8 @@ from typer.testing import CliRunner
 from tests.support.isolated import free_port
 from twin_lib.cli import app
 from twin_lib.domain.datasets import DatasetManifest, SplitFile
-from twin_lib.registry import (
-    IllegalTransitionError,
-    ModelRegistry,
-    ModelStatus,
-    RegistryError,
-)
+from twin_lib.registry.models import IllegalTransitionError, ModelStatus
+from twin_lib.registry.store import ModelRegistry, RegistryError
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.steps.registry import model_lineage, register_trained_model, reserve_model_version
 from twin_lib.storage import ObjectStore

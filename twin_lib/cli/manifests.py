@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from twin_lib.cli.context import console, fail, settings_of, summary
-from twin_lib.k8s import pipelines, validate
 from twin_lib.k8s.secrets import write_secret_files
 
 app = typer.Typer(
@@ -27,6 +26,8 @@ def render(
     manifests: ManifestsDir = Path("manifests"),
 ) -> None:
     """Print the objects `kubectl apply -k` would send, e.g. to pipe into `kubectl apply -f -`."""
+    from twin_lib.k8s import validate
+
     typer.echo(validate.render(manifests / target), nl=False)
 
 
@@ -38,6 +39,8 @@ def validate_cmd(
     """Validate every overlay and run: official schemas, Pod Security "restricted", kube-score."""
     cache_dir = settings_of(ctx).stack.cache_dir
     with tempfile.TemporaryDirectory() as scratch:
+        from twin_lib.k8s import validate
+
         tree = validate.prepare_tree(manifests, Path(scratch) / "manifests")
         results = validate.validate_tree(tree, cache_dir)
     findings = [finding for found in results.values() for finding in found]
@@ -55,6 +58,8 @@ def pipelines_cmd(
     check: Annotated[bool, typer.Option(help="Only report files that are out of date.")] = False,
 ) -> None:
     """Regenerate manifests/pipelines/ from pipelines/catalog.py."""
+    from twin_lib.k8s import pipelines  # kfp: imported when this command runs
+
     files = pipelines.render_files(pipelines.load_catalog(), settings_of(ctx).kfp.namespace)
     out_dir = manifests / "pipelines"
     if check:

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from twin_lib.cli.context import console, fail, settings_of, summary
-from twin_lib.registry import ModelRegistry, ModelStatus, ModelVersion
-from twin_lib.registry.models import IllegalTransitionError
-from twin_lib.steps.registry import model_lineage
-from twin_lib.storage import StorageError
+from twin_lib.registry.models import ModelStatus, ModelVersion
+
+if TYPE_CHECKING:
+    from twin_lib.registry.store import ModelRegistry
 
 app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Registry and storage errors (illegal transitions are ValueErrors) as one failure line.
+
+    The storage clients are imported when a command runs, not when ``twin`` starts.
+    """
+    from twin_lib.storage import StorageError
+
+    try:
+        yield
+    except (StorageError, ValueError) as error:
+        raise fail(str(error)) from error
+
+
 def _registry(ctx: typer.Context) -> ModelRegistry:
+    from twin_lib.registry.store import ModelRegistry
+
     settings = settings_of(ctx)
     return ModelRegistry(settings.minio, settings.registry)
 
@@ -36,11 +54,9 @@ def list_models(
 ) -> None:
     """Every registered version, oldest first, with status and held-out loss."""
     registry = _registry(ctx)
-    try:
+    with _reported():
         names = [name] if name else registry.models()
         versions = [v for n in names for v in registry.list_versions(n)]
-    except (StorageError, ValueError) as error:
-        raise fail(str(error)) from error
     table = Table("model", "version", "status", "created", "base model", "eval loss", "precision")
     for v in versions:
         table.add_row(
@@ -66,11 +82,11 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """One version: metadata, status history and lineage down to the source URLs."""
+    from twin_lib.steps.registry import model_lineage
+
     settings = settings_of(ctx)
-    try:
+    with _reported():
         lineage = model_lineage(settings.minio, name, version, settings.registry)
-    except (StorageError, ValueError) as error:
-        raise fail(str(error)) from error
     model = lineage.model
     if as_json:
         console.print_json(lineage.model_dump_json())
@@ -122,8 +138,6 @@ def status(
     by: Annotated[str, typer.Option(help="Who decided (recorded in the history).")],
 ) -> None:
     """Record a decision: approve, reject, mark deployed or retire a version."""
-    try:
+    with _reported():
         model = _registry(ctx).transition(name, version, new_status, by=by, reason=reason)
-    except (StorageError, IllegalTransitionError, ValueError) as error:
-        raise fail(str(error)) from error
     summary(f"{model.name} {model.version} is now {model.status}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from twin_lib.cli.context import console, fail, settings_of, summary
-from twin_lib.storage import ObjectStore, SnapshotStore, StorageError
+from twin_lib.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from twin_lib.storage import SnapshotStore
 
 app = typer.Typer(help="List and inspect dataset snapshots in MinIO.", no_args_is_help=True)
 
@@ -18,6 +21,8 @@ BucketOption = Annotated[
 
 
 def _store(ctx: typer.Context, bucket: str | None) -> SnapshotStore:
+    from twin_lib.storage import ObjectStore, SnapshotStore
+
     settings = settings_of(ctx)
     return SnapshotStore(ObjectStore(settings.minio), bucket or settings.minio.raw_bucket)
 

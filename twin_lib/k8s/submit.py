@@ -14,9 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kfp
-
-from twin_lib.k8s.pipelines import object_name
 from twin_lib.settings import TwinSettings
 
 logger = logging.getLogger(__name__)
@@ -79,14 +76,22 @@ def submit_run(
     pipeline: str,
     params: dict[str, Any],
     experiment: str = "llm-twin",
-    client_factory: ClientFactory = kfp.Client,
+    client_factory: ClientFactory | None = None,
 ) -> str:
-    """Start a run of the latest version of ``pipeline`` (a catalog key); return its run id."""
+    """Start a run of the latest version of ``pipeline`` (a catalog key); return its run id.
+
+    ``client_factory`` defaults to ``kfp.Client``, imported here: the CLI imports this module
+    on every start and the KFP SDK is slow to import.
+    """
+    import kfp
+
+    from twin_lib.k8s.pipelines import object_name
+
     if not settings.kfp.host:
         raise SubmitError(
             "no KFP endpoint: set TWIN_KFP__HOST (the run Jobs get it from twin-endpoints)"
         )
-    client = client_factory(host=settings.kfp.host)
+    client = (client_factory or kfp.Client)(host=settings.kfp.host)
     name = object_name(pipeline)
     pipeline_id = client.get_pipeline_id(name)
     if pipeline_id is None:

@@ -1,27 +1,5 @@
-"""The model registry: versioned models with metadata and status history in MinIO."""
+"""The model registry: versioned models with metadata and status history in MinIO.
 
-from twin_lib.registry.models import (
-    IllegalTransitionError,
-    ModelStatus,
-    ModelVersion,
-    StatusChange,
-)
-from twin_lib.registry.store import (
-    ModelRegistry,
-    RegistryError,
-    Reservation,
-    register_candidate,
-    reserve_version,
-)
-
-__all__ = [
-    "IllegalTransitionError",
-    "ModelRegistry",
-    "ModelStatus",
-    "ModelVersion",
-    "RegistryError",
-    "Reservation",
-    "StatusChange",
-    "register_candidate",
-    "reserve_version",
-]
+Import from ``twin_lib.registry.models`` (the metadata, light) or ``twin_lib.registry.store``
+(the MinIO-backed registry); this package imports neither, so the CLI starts fast.
+"""
