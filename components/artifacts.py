@@ -4,10 +4,11 @@ Components import this inside their function body: it is installed with them in 
 """
 
 import shutil
+from pathlib import Path
 
 from kfp.dsl import HTML, Dataset, Metrics
 
-from twin_lib.domain.datasets import DatasetSummary
+from twin_lib.domain.datasets import DatasetKind, DatasetSummary
 
 
 def publish_dataset(
@@ -30,3 +31,34 @@ def publish_dataset(
         shutil.copyfile(next(iter(summary.reports.values())), report.path)
     for name, value in summary.metrics.items():
         metrics.log_metric(name, value)
+
+
+def dataset_step(
+    kind: DatasetKind,
+    source: str,
+    datasets: dict,
+    base_model: str,
+    dataset: Dataset,
+    report: HTML,
+    metrics: Metrics,
+) -> str:
+    """Build one dataset snapshot (instruction: ``source`` is the author; preference: the
+    instruction snapshot id) with the run's ``datasets`` settings; returns the snapshot id."""
+    from twin_lib.settings import load_settings
+    from twin_lib.steps.datasets import build_instruction_dataset, build_preference_dataset
+    from twin_lib.steps.training import local_model_dir
+
+    settings = load_settings(datasets=datasets)
+    common = {
+        "minio": settings.minio,
+        "datasets": settings.datasets,
+        "base_model": local_model_dir(base_model, settings),
+        "output_dir": Path(dataset.path),
+    }
+    summary = (
+        build_instruction_dataset(source, weaviate=settings.weaviate, **common)
+        if kind == "instruction"
+        else build_preference_dataset(source, **common)
+    )
+    publish_dataset(summary, dataset, report, metrics)
+    return summary.snapshot_id

@@ -45,24 +45,9 @@ def instruction_dataset(
     metrics: Output[Metrics],
 ) -> str:
     """The author's chunks -> a validated instruction snapshot; returns its id."""
-    from pathlib import Path
+    from components.artifacts import dataset_step
 
-    from components.artifacts import publish_dataset
-    from twin_lib.settings import load_settings
-    from twin_lib.steps.datasets import build_instruction_dataset
-    from twin_lib.steps.training import local_model_dir
-
-    settings = load_settings(datasets=datasets)
-    summary = build_instruction_dataset(
-        author,
-        minio=settings.minio,
-        weaviate=settings.weaviate,
-        datasets=settings.datasets,
-        base_model=local_model_dir(base_model, settings),
-        output_dir=Path(dataset.path),
-    )
-    publish_dataset(summary, dataset, report, metrics)
-    return summary.snapshot_id
+    return dataset_step("instruction", author, datasets, base_model, dataset, report, metrics)
 
 
 @_component
@@ -75,23 +60,11 @@ def preference_dataset(
     metrics: Output[Metrics],
 ) -> str:
     """Chosen = the author's text, rejected = the base model's answer; returns the id."""
-    from pathlib import Path
+    from components.artifacts import dataset_step
 
-    from components.artifacts import publish_dataset
-    from twin_lib.settings import load_settings
-    from twin_lib.steps.datasets import build_preference_dataset
-    from twin_lib.steps.training import local_model_dir
-
-    settings = load_settings(datasets=datasets)
-    summary = build_preference_dataset(
-        instruction_snapshot,
-        minio=settings.minio,
-        datasets=settings.datasets,
-        base_model=local_model_dir(base_model, settings),
-        output_dir=Path(dataset.path),
+    return dataset_step(
+        "preference", instruction_snapshot, datasets, base_model, dataset, report, metrics
     )
-    publish_dataset(summary, dataset, report, metrics)
-    return summary.snapshot_id
 
 
 @_component
