@@ -20,7 +20,7 @@ from twin_lib.domain.datasets import SPLITS, DatasetKind, DatasetLineage, Datase
 from twin_lib.hashing import sha256_file
 from twin_lib.quality.gate import QuarantinedRecord
 from twin_lib.settings import MinioSettings
-from twin_lib.steps.quality import _quarantine as write_quarantine
+from twin_lib.steps.quality import write_quarantine
 from twin_lib.storage import ObjectNotFoundError, ObjectStore, StorageError
 
 logger = logging.getLogger(__name__)

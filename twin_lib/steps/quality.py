@@ -27,7 +27,7 @@ from twin_lib.storage import ObjectStore
 logger = logging.getLogger(__name__)
 
 
-def _quarantine(
+def write_quarantine(
     quarantined: Sequence[QuarantinedRecord], *, minio: MinioSettings, bucket: str, key: str
 ) -> str | None:
     """One JSON Lines object per suite and snapshot: re-running overwrites, never duplicates."""
@@ -55,7 +55,7 @@ def _validate(
     result = validate_frame(frame, checks, suite)
     passed, quarantined = split_by_validation(records, result)
     snapshot = next((getattr(r, "snapshot_id", None) for r in records), None) or "unversioned"
-    _quarantine(
+    write_quarantine(
         quarantined,
         minio=minio,
         bucket=bucket,

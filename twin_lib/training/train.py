@@ -212,6 +212,21 @@ def release_wrapped(trainer: Trainer) -> None:
     gc.collect()
 
 
+def train_stage(ctx: RunContext, trainer: Trainer, stage: str) -> tuple[Path | None, float]:
+    """Train one stage from its last synced checkpoint, if any; returns it and the runtime.
+
+    The trainer's DDP wrapper is released afterwards, so the evaluations that follow (and the
+    next stage's trainer) see the plain model.
+    """
+    resumed = restore(ctx, stage)
+    log.info("%s starting", stage.upper(), extra={"resume_from": str(resumed) if resumed else None})
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
+    runtime = time.monotonic() - started
+    release_wrapped(trainer)
+    return resumed, runtime
+
+
 def run_sft(
     ctx: RunContext, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[Trainer, StageMetrics, float | None]:
@@ -240,12 +255,7 @@ def run_sft(
         lora=ctx.config.lora,
         callbacks=ctx.callbacks("sft"),
     )
-    resumed = restore(ctx, "sft")
-    log.info("SFT starting", extra={"resume_from": str(resumed) if resumed else None})
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
-    runtime = time.monotonic() - started
-    release_wrapped(trainer)
+    resumed, runtime = train_stage(ctx, trainer, "sft")
     base_loss = evaluate_loss(trainer, adapter=False)
     metrics = stage_metrics(trainer, runtime, resumed, evaluate_loss(trainer))
     publish_stage(ctx, trainer, metrics, base_loss)
@@ -284,12 +294,7 @@ def run_dpo(ctx: RunContext, policy: PeftModel, tokenizer: PreTrainedTokenizerBa
         ctx.arguments("dpo"),
         callbacks=ctx.callbacks("dpo"),
     )
-    resumed = restore(ctx, "dpo")
-    log.info("DPO starting", extra={"resume_from": str(resumed) if resumed else None})
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
-    runtime = time.monotonic() - started
-    release_wrapped(trainer)
+    resumed, runtime = train_stage(ctx, trainer, "dpo")
     evaluation = trainer.evaluate() if trainer.eval_dataset is not None else {}
     metrics = stage_metrics(trainer, runtime, resumed, evaluation.get("eval_loss"))
     metrics.eval_metrics = {k: float(v) for k, v in evaluation.items() if isinstance(v, float)}
