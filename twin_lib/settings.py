@@ -505,6 +505,83 @@ class DatasetSettings(BaseModel):
     quarantine_prefix: str = "quarantine"
 
 
+class RetrievalSettings(BaseModel):
+    """How the twin finds the passages an answer is grounded in."""
+
+    candidates: int = Field(
+        default=20, ge=1, le=200, description="chunks fetched by hybrid search, before reranking"
+    )
+    top_k: int = Field(default=4, ge=1, le=50, description="chunks placed in the prompt")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="hybrid fusion: 1 vector, 0 BM25")
+    reranker: str = Field(
+        default="embedding",
+        pattern="^(embedding|cross-encoder|none)$",
+        description="embedding: exact cosine to the query; cross-encoder: the model below",
+    )
+    cross_encoder_model: str | None = Field(
+        default=None, description="a sentence-transformers CrossEncoder path or id"
+    )
+    min_score: float | None = Field(
+        default=None, description="drop reranked chunks scoring below this (None: keep top_k)"
+    )
+    query_expansion: int = Field(
+        default=0, ge=0, le=5, description="extra phrasings of the question written by the LLM"
+    )
+    self_query: bool = Field(
+        default=False, description="let the LLM extract an author named in the question"
+    )
+    max_context_chars: int = Field(
+        default=6000, ge=200, description="characters of retrieved text placed in the prompt"
+    )
+
+
+class ServingSettings(BaseModel):
+    """The twin's predictor: which model version, how it generates, what it accepts."""
+
+    model_name: str | None = Field(
+        default=None, description="registry model served (None: registry.default_model)"
+    )
+    version: str | None = Field(
+        default=None, description="registry version, e.g. v3 (None: the newest deployable)"
+    )
+    allow_unapproved: bool = Field(
+        default=False, description="serve a candidate that no gate approved (local trials only)"
+    )
+    served_name: str = Field(
+        default="twin", description="the name clients use: KServe model name and OpenAI model id"
+    )
+    bind_host: str = Field(
+        default="127.0.0.1", description="REST listen address; 0.0.0.0 only inside a pod"
+    )
+    http_port: int = Field(default=8090, ge=1, le=65535)
+    generator: str = Field(
+        default="local",
+        pattern="^(local|endpoint)$",
+        description="local: transformers in this process; endpoint: an OpenAI-compatible server",
+    )
+    endpoint: OpenAIEndpointSettings = Field(default_factory=OpenAIEndpointSettings)
+    device: str = Field(default="auto", description="auto: cuda when present, else cpu")
+    precision: str = Field(default="auto", pattern="^(auto|bf16|fp32)$")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    default_max_tokens: int = Field(default=256, ge=1)
+    max_tokens_limit: int = Field(default=1024, ge=1, description="largest max_tokens accepted")
+    max_prompt_chars: int = Field(
+        default=8000, ge=1, description="longest question or conversation accepted, in characters"
+    )
+    max_messages: int = Field(default=32, ge=1, description="turns accepted in one conversation")
+    generation_timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrent_generations: int = Field(
+        default=1, ge=1, description="generations at once; the rest queue (one local model)"
+    )
+    record_answers: bool = True
+    answers_prefix: str = Field(
+        default="answers", description="key prefix of recorded answers in minio.datasets_bucket"
+    )
+    record_batch_size: int = Field(default=50, ge=1)
+    record_flush_s: float = Field(default=5.0, gt=0, description="longest wait before a flush")
+    start_timeout_s: float = Field(default=180.0, gt=0, description="`twin serve up` readiness")
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -526,6 +603,7 @@ class TwinSettings(BaseSettings):
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     log_level: str = "INFO"
     log_json: bool = False
 

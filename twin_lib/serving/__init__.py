@@ -1,0 +1,1 @@
+"""The inference side: retrieval over the feature store, generation, and the KServe predictor."""
