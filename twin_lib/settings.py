@@ -579,6 +579,9 @@ class ServingSettings(BaseModel):
     )
     record_batch_size: int = Field(default=50, ge=1)
     record_flush_s: float = Field(default=5.0, gt=0, description="longest wait before a flush")
+    record_max_pending: int = Field(
+        default=10_000, ge=1, description="answers held while storage is down; then oldest dropped"
+    )
     start_timeout_s: float = Field(default=180.0, gt=0, description="`twin serve up` readiness")
 
 
