@@ -535,6 +535,46 @@ class RetrievalSettings(BaseModel):
     )
 
 
+class DeploymentSettings(BaseModel):
+    """How `twin deploy` rolls a registry version out as a KServe InferenceService.
+
+    The version goes out as a canary of the running one, is checked (ready in time, the smoke
+    question answered by the canary's own Service) and promoted, or removed on failure.
+    """
+
+    isvc_name: str = Field(default="twin", description="InferenceService name = served name")
+    namespace: str | None = Field(default=None, description="unset = kubernetes.namespace")
+    service_account: str = Field(
+        default="twin-kserve", description="carries the S3 Secret the storage initializer reads"
+    )
+    runtime: str = Field(default="twin-predictor", description="the ServingRuntime to run")
+    model_format: str = Field(default="llm-twin", description="a format the runtime supports")
+    canary_percent: int = Field(
+        default=10, ge=0, le=100, description="traffic to the canary while it is checked; 0: dark"
+    )
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=1, ge=1)
+    ready_timeout_s: float = Field(default=900.0, gt=0, description="model download and load")
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    api_timeout_s: float = Field(default=30.0, gt=0, description="one API request")
+    smoke_question: str = Field(default="What do you write about?", min_length=1)
+    smoke_url: str = Field(
+        default="http://{service}.{namespace}.svc.cluster.local",
+        description="where the deployer reaches one version's predictor Service ({service}, "
+        "{namespace}); e.g. a port-forward when deploying from outside the cluster",
+    )
+    smoke_timeout_s: float = Field(default=300.0, gt=0, description="the smoke answer")
+    cpu_request: str | None = Field(default=None, description="unset: the runtime's")
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    gpus: int = Field(default=0, ge=0, description="nvidia.com/gpu per predictor pod")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str | int]] = Field(
+        default_factory=list, description="Kubernetes tolerations, e.g. {key, operator, effect}"
+    )
+
+
 class ServingSettings(BaseModel):
     """The twin's predictor: which model version, how it generates, what it accepts."""
 
@@ -583,6 +623,7 @@ class ServingSettings(BaseModel):
         default=10_000, ge=1, description="answers held while storage is down; then oldest dropped"
     )
     start_timeout_s: float = Field(default=180.0, gt=0, description="`twin serve up` readiness")
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
 
 class TwinSettings(BaseSettings):
