@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from twin_lib.cli import base_model, features, manifests, models, pipeline, snapshots, stack
+from twin_lib.cli import (
+    base_model,
+    features,
+    manifests,
+    models,
+    pipeline,
+    serve,
+    snapshots,
+    stack,
+)
 from twin_lib.cli.context import main_callback
 
 app = typer.Typer(
@@ -20,6 +29,8 @@ app.add_typer(manifests.app, name="manifests")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
 app.add_typer(base_model.app, name="base-model")
+app.add_typer(serve.app, name="serve")
 app.command()(features.crawl)
 app.command()(features.features)
 app.command("forget-source")(features.forget_source)
+app.command()(serve.ask)

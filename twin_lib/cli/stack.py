@@ -29,13 +29,13 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
             s.version or "-",
             literal(s.endpoint),
             str(s.pid) if s.pid else "-",
-            _duration(s.uptime_s),
+            duration(s.uptime_s),
             _size(s.data_bytes),
         )
     console.print(table)
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     minutes, secs = divmod(int(seconds), 60)

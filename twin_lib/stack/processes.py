@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,15 @@ def tail(path: Path, lines: int) -> str:
     if not path.exists():
         return f"(no log yet at {path})"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def follow(path: Path, poll_s: float = 0.5) -> Iterator[str]:
+    """Yield lines appended to ``path`` from now on, like ``tail -f``."""
+    with path.open(errors="replace") as stream:
+        stream.seek(0, os.SEEK_END)
+        while True:
+            line = stream.readline()
+            if line:
+                yield line.rstrip("\n")
+            else:
+                time.sleep(poll_s)

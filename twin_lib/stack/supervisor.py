@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -233,15 +232,7 @@ class LocalStack:
 
     def follow(self, name: str, poll_s: float = 0.5) -> Iterator[str]:
         """Yield new log lines as they are written, like ``tail -f``."""
-        path = self.log_file(name)
-        with path.open(errors="replace") as stream:
-            stream.seek(0, os.SEEK_END)
-            while True:
-                line = stream.readline()
-                if line:
-                    yield line.rstrip("\n")
-                else:
-                    time.sleep(poll_s)
+        return processes.follow(self.log_file(name), poll_s)
 
 
 def _weaviate_version(settings: TwinSettings) -> str | None:
