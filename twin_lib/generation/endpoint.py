@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
+import httpx
 import openai
 from pydantic import BaseModel
 from tenacity import (
@@ -110,7 +112,83 @@ class ChatEndpoint:
         json_mode: bool = False,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> Completion:
+        """One completion; ``options`` are more request fields (``top_p``, ``stop``, ``seed``)."""
+        extra = {"response_format": {"type": "json_object"}} if json_mode else {}
+        response, attempts = self._create(
+            messages, max_tokens=max_tokens, temperature=temperature, **extra, **(options or {})
+        )
+        choice = response.choices[0] if response.choices else None
+        usage = response.usage
+        return Completion(
+            text=(choice.message.content or "") if choice else "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            attempts=attempts,
+            finish_reason=choice.finish_reason if choice else None,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> Iterator[str | Completion]:
+        """Text pieces as the server sends them, then the whole :class:`Completion`.
+
+        Opening the stream is retried like :meth:`complete`; a stream that breaks after text
+        was sent is not (the caller has already passed that text on) and raises
+        :class:`EndpointError`. Usage comes from the server's last chunk when it sends one
+        (``stream_options.include_usage``); otherwise the completion tokens are the number
+        of text chunks (one token each on vLLM) and the prompt tokens are unknown (0).
+        """
+        stream, attempts = self._create(
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+            stream_options={"include_usage": True},
+            **(options or {}),
+        )
+        pieces: list[str] = []
+        usage = None
+        finish_reason = None
+        try:
+            for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta and choice.delta.content:
+                        pieces.append(choice.delta.content)
+                        yield choice.delta.content
+        except (openai.OpenAIError, httpx.HTTPError) as error:
+            raise EndpointError(
+                f"the stream from {self.label} broke after {len(pieces)} piece(s): {error}. "
+                "Check the endpoint's health and load.",
+                attempts,
+            ) from error
+        finally:
+            stream.close()
+        yield Completion(
+            text="".join(pieces),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else len(pieces),
+            attempts=attempts,
+            finish_reason=finish_reason,
+        )
+
+    def _create(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None,
+        temperature: float | None,
+        **fields: object,
+    ) -> tuple[Any, int]:
+        """The chat-completions call under the retry policy, and the attempts it took."""
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=_Backoff(self.settings.max_backoff_s),
@@ -118,7 +196,6 @@ class ChatEndpoint:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        extra = {"response_format": {"type": "json_object"}} if json_mode else {}
         try:
             response = retrying(
                 self.client.chat.completions.create,
@@ -126,7 +203,7 @@ class ChatEndpoint:
                 messages=as_dicts(list(messages)),
                 max_tokens=max_tokens or self.settings.max_tokens,
                 temperature=self.settings.temperature if temperature is None else temperature,
-                **extra,
+                **fields,
             )
         except openai.OpenAIError as error:
             attempts = retrying.statistics.get("attempt_number", 1)
@@ -135,15 +212,7 @@ class ChatEndpoint:
                 f"{error}. Check the endpoint's URL, model name and API key, or its load.",
                 attempts,
             ) from error
-        choice = response.choices[0] if response.choices else None
-        usage = response.usage
-        return Completion(
-            text=(choice.message.content or "") if choice else "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            attempts=int(retrying.statistics.get("attempt_number", 1)),
-            finish_reason=choice.finish_reason if choice else None,
-        )
+        return response, int(retrying.statistics.get("attempt_number", 1))
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -12,11 +12,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twin_lib.domain.chat import ChatMessage, as_dicts
 from twin_lib.generation.endpoint import ChatEndpoint
 from twin_lib.settings import ResponderSettings
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -32,26 +35,48 @@ class Responder(Protocol):
     def respond(self, conversations: Sequence[Conversation]) -> list[str]: ...
 
 
+def load_chat_model(
+    model_dir: Path, *, dtype: torch.dtype | None = None, device: str = "cpu"
+) -> tuple[Any, Any]:
+    """Tokenizer and causal LM of a model directory, the model in eval mode on ``device``.
+
+    A tokenizer without a chat template is refused: the template is how the model saw its
+    training conversations, and a default one would prompt it in a format it never learned.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if not tokenizer.chat_template:
+        raise ValueError(
+            f"the tokenizer in {model_dir} has no chat template; save one with the model "
+            "(the platform's base models carry twin_lib.training.chat_template)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype or torch.float32)
+    model.to(device)
+    model.eval()
+    return tokenizer, model
+
+
+def render_chat(tokenizer: Any, conversation: Conversation) -> str:
+    """The prompt text for the assistant's next turn, in the tokenizer's own chat template."""
+    return tokenizer.apply_chat_template(
+        as_dicts(list(conversation)), tokenize=False, add_generation_prompt=True
+    )
+
+
 class TransformersResponder:
     """A causal LM from a local directory, decoded greedily or with seeded sampling."""
 
     def __init__(self, model_dir: Path, settings: ResponderSettings) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = model_dir
         self.settings = settings
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        if not self.tokenizer.chat_template:
-            raise ValueError(
-                f"the tokenizer in {model_dir} has no chat template; save one with the model "
-                "(the platform's base models carry twin_lib.training.chat_template)"
-            )
+        self.tokenizer, self.model = load_chat_model(model_dir)
         self.tokenizer.padding_side = "left"  # generation continues from the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        self.model.eval()
         self._torch = torch
 
     @property
@@ -75,12 +100,7 @@ class TransformersResponder:
         return answers
 
     def _batch(self, batch: Sequence[Conversation], offset: int) -> list[str]:
-        prompts = [
-            self.tokenizer.apply_chat_template(
-                as_dicts(list(c)), tokenize=False, add_generation_prompt=True
-            )
-            for c in batch
-        ]
+        prompts = [render_chat(self.tokenizer, c) for c in batch]
         inputs = self.tokenizer(
             prompts, return_tensors="pt", padding=True, add_special_tokens=False
         )
