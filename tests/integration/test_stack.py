@@ -17,6 +17,7 @@ import pytest
 from weaviate.proto.v1 import search_get_pb2, weaviate_pb2_grpc
 
 from tests.support.isolated import free_port, isolated_settings
+from tests.support.listeners import listening, outside_address
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack import LocalStack, StackError
 from twin_lib.stack.services import cluster_credentials
@@ -93,7 +94,7 @@ def test_up_restarts_a_service_whose_launch_configuration_changed(tmp_path: Path
         second = stack.running("minio")
         assert second is not None and second.pid != first.pid
         assert not psutil.pid_exists(first.pid)
-        assert ("127.0.0.1", settings.stack.minio_console_port) in _listening([second.pid])
+        assert ("127.0.0.1", settings.stack.minio_console_port) in listening([second.pid])
     finally:
         stack.down()
 
@@ -177,36 +178,6 @@ def test_cli_up_status_logs_down_leaves_no_process(tmp_path: Path):
     assert "0 of 2 services running" in stopped.stdout
 
 
-def _sockets(pid: int) -> list:
-    """Internet sockets of a process and its children (psutil renamed the call in 6.0)."""
-    process = psutil.Process(pid)
-    found = []
-    for member in (process, *process.children(recursive=True)):
-        list_sockets = getattr(member, "net_connections", None) or member.connections
-        found.extend(list_sockets(kind="inet"))
-    return found
-
-
-def _listening(pids: list[int]) -> set[tuple[str, int]]:
-    """(address, port) of every TCP listener and every unconnected UDP socket."""
-    return {
-        (conn.laddr.ip, conn.laddr.port)
-        for pid in pids
-        for conn in _sockets(pid)
-        if conn.status == psutil.CONN_LISTEN or (conn.type == socket.SOCK_DGRAM and not conn.raddr)
-    }
-
-
-def _outside_address() -> str:
-    """An address of this machine that is not loopback: connections to it come "from outside"
-    as far as a loopback-only listener is concerned; loopback if the machine has none."""
-    for addresses in psutil.net_if_addrs().values():
-        for address in addresses:
-            if address.family == socket.AF_INET and not address.address.startswith("127."):
-                return address.address
-    return "127.0.0.1"
-
-
 @pytest.fixture(scope="module")
 def secret_object(stack_settings: TwinSettings) -> dict[str, str]:
     """One stored object whose text no unauthenticated request may ever read."""
@@ -283,7 +254,7 @@ def test_no_listener_serves_other_machines_without_credentials(
 ):
     pids = [s.pid for s in LocalStack(stack_settings).status() if s.pid]
     assert len(pids) == 2
-    listeners = _listening(pids)
+    listeners = listening(pids)
     assert listeners, "psutil saw no listening socket at all: the check would prove nothing"
     open_to_network = {port for ip, port in listeners if not ipaddress.ip_address(ip).is_loopback}
     probes: dict[int, Callable[[TwinSettings, dict[str, str], str], None]] = {
@@ -292,7 +263,7 @@ def test_no_listener_serves_other_machines_without_credentials(
     }
     unexplained = open_to_network - set(probes)
     assert not unexplained, f"listeners beyond loopback with no credential check: {listeners}"
-    outside = _outside_address()
+    outside = outside_address()
     for port in sorted(open_to_network):
         probes[port](stack_settings, secret_object, outside)
 
