@@ -2,6 +2,9 @@
 
 A version moves candidate -> approved -> deployed, or ends rejected / retired; every change
 is kept with who or what decided it, when and why, so a deployed model's path is auditable.
+A deployed version that a newer one replaces (or that is rolled back) returns to approved:
+it may be deployed again, which is what a rollback does. Every rollout step on the cluster
+(canary, promotion, removal) is kept beside the status history as a deployment event.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ TRANSITIONS: dict[ModelStatus, frozenset[ModelStatus]] = {
     ModelStatus.APPROVED: frozenset(
         {ModelStatus.DEPLOYED, ModelStatus.REJECTED, ModelStatus.RETIRED}
     ),
-    ModelStatus.DEPLOYED: frozenset({ModelStatus.RETIRED}),
+    ModelStatus.DEPLOYED: frozenset({ModelStatus.APPROVED, ModelStatus.RETIRED}),
     ModelStatus.REJECTED: frozenset(),
     ModelStatus.RETIRED: frozenset(),
 }
@@ -49,6 +52,26 @@ class StatusChange(BaseModel):
     by: str = Field(description="the person, pipeline step or system that decided")
     at: datetime = Field(default_factory=utc_now)
     reason: str
+
+
+class DeploymentAction(StrEnum):
+    CREATED = "created"
+    CANARY = "canary"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class DeploymentEvent(BaseModel):
+    """One step of a rollout of this version to an InferenceService."""
+
+    action: DeploymentAction
+    isvc: str
+    namespace: str
+    traffic_percent: int | None = Field(default=None, description="the canary's share")
+    by: str
+    reason: str
+    at: datetime = Field(default_factory=utc_now)
 
 
 class CodeVersion(BaseModel):
@@ -81,6 +104,10 @@ class ModelVersion(BaseModel):
     launch: dict[str, Any] = Field(
         default_factory=dict, description="where and how it ran (backend, job name, duration)"
     )
+    deployments: list[DeploymentEvent] = Field(default_factory=list)
+
+    def was_deployed(self) -> bool:
+        return any(change.status == ModelStatus.DEPLOYED for change in self.history)
 
     def changed(self, status: ModelStatus, *, by: str, reason: str) -> ModelVersion:
         """This version with ``status`` appended to its history; refuses illegal moves."""

@@ -22,7 +22,7 @@ import logging
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from twin_lib.registry.models import (
     CodeVersion,
+    DeploymentEvent,
     ModelStatus,
     ModelVersion,
     StatusChange,
@@ -323,17 +324,38 @@ class ModelRegistry:
         Refuses moves the lifecycle does not allow (``IllegalTransitionError``); a change
         that raced another is re-applied to the newer metadata.
         """
+        updated = self._update(
+            name, version, lambda model: model.changed(ModelStatus(status), by=by, reason=reason)
+        )
+        log.info(
+            "model status changed",
+            extra={"model": name, "version": version, "status": str(status), "by": by},
+        )
+        return updated
+
+    def record_deployment(self, name: str, version: str, event: DeploymentEvent) -> ModelVersion:
+        """Append a rollout step to the version's deployment events (raced writes retried)."""
+        updated = self._update(
+            name,
+            version,
+            lambda model: model.model_copy(update={"deployments": [*model.deployments, event]}),
+        )
+        log.info(
+            "deployment recorded",
+            extra={"model": name, "version": version, "action": str(event.action)},
+        )
+        return updated
+
+    def _update(
+        self, name: str, version: str, change: Callable[[ModelVersion], ModelVersion]
+    ) -> ModelVersion:
+        """Apply ``change`` to the stored metadata with ``If-Match``: a write that raced
+        another is re-applied to the newer metadata, so neither change is lost."""
         key = self._key(check_name(name), version, METADATA)
         for _ in range(MAX_ATTEMPTS):
             data, etag = self._read_json(key)
-            updated = ModelVersion.model_validate(data).changed(
-                ModelStatus(status), by=by, reason=reason
-            )
+            updated = change(ModelVersion.model_validate(data))
             if self._put_json(key, updated.model_dump(mode="json"), {"If-Match": f'"{etag}"'}):
-                log.info(
-                    "model status changed",
-                    extra={"model": name, "version": version, "status": str(status), "by": by},
-                )
                 return updated
         raise RegistryError(f"{name} {version} kept changing under this update; retry")
 
