@@ -6,6 +6,7 @@ import typer
 
 from twin_lib.cli import (
     base_model,
+    deploy,
     features,
     manifests,
     models,
@@ -34,3 +35,5 @@ app.command()(features.crawl)
 app.command()(features.features)
 app.command("forget-source")(features.forget_source)
 app.command()(serve.ask)
+app.command()(deploy.deploy)
+app.command()(deploy.rollback)
