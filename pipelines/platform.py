@@ -109,6 +109,9 @@ STEP_PROFILES: dict[str, StepProfile] = {
     "preference-dataset": _step(MODEL, side_effects=True),
     "train": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
     "register": _step(STREAMING, side_effects=True),
+    # Serving: changes the cluster's InferenceService and the registry. Not retried: a
+    # retry after a failed canary check would roll the same version out again.
+    "deploy-model": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
 }
 
 RETRIES = 3
