@@ -7,7 +7,11 @@ second with a 500 (``Script.faults`` changes that, and can stall a request past 
 client's timeout), and after that every request gets a completion with ``usage``. Passages
 marked ``MALFORMED`` get a reply that is not JSON, passages marked ``SKIPPED`` are left out of
 an otherwise valid JSON reply, and a conversation without passages gets a plain answer.
-Everything the server sent is recorded for the test to compare with what the client counted.
+Everything the server sent is recorded for the test to compare with what the client counted,
+and every request body for the test to check what the client asked for. A request with
+``stream: true`` gets the answer as server-sent events, one word per chunk, usage last when
+``stream_options.include_usage`` asks for it; the fault ``break`` cuts such a stream after
+its first chunk, as a crashed upstream would.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class Script:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     malformed_replies: int = 0
+    requests: list[dict] = field(default_factory=list)
+    stream_usage: bool = True  # False: ignore stream_options, as some servers do
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -74,6 +80,31 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_events(self, request: dict, text: str, usage: dict, fault: str) -> None:
+            """The answer as SSE chunks; the connection closes after the last one."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            head = {
+                "id": "chatcmpl-stream",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": request["model"],
+            }
+            words = text.split(" ")
+            events: list[dict] = [
+                {**head, "choices": [{"index": 0, "delta": {"content": piece}}]}
+                for piece in [words[0], *(f" {w}" for w in words[1:])]
+            ]
+            events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if script.stream_usage and (request.get("stream_options") or {}).get("include_usage"):
+                events.append({**head, "choices": [], "usage": usage})
+            for event in events[:1] if fault == "break" else events:
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+            if fault != "break":
+                self.wfile.write(b"data: [DONE]\n\n")
+
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with script.lock:
@@ -81,6 +112,7 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 fault = script.faults.get(number, "")
                 status = int(fault) if fault.isdigit() else 200
                 script.statuses.append(status)
+                script.requests.append(request)
             if fault == "stall":  # longer than the client's timeout: it gives up and retries
                 time.sleep(script.stall_s)
             if status == 429:
@@ -97,6 +129,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 script.prompt_tokens += usage["prompt_tokens"]
                 script.completion_tokens += usage["completion_tokens"]
                 script.malformed_replies += text.startswith("Sure!")
+            if request.get("stream"):
+                self._send_events(request, text, usage, fault)
+                return
             self._send(
                 200,
                 {
@@ -119,8 +154,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def scripted_openai_server() -> Iterator[tuple[str, Script]]:
+def scripted_openai_server(script: Script | None = None) -> Iterator[tuple[str, Script]]:
     """``(base_url, script)`` of a server on a free loopback port, stopped on exit."""
-    script = Script()
+    script = script or Script()
     with serving(_handler(script)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", script

@@ -141,7 +141,8 @@ class ChatEndpoint:
 
         Opening the stream is retried like :meth:`complete`; a stream that breaks after text
         was sent is not (the caller has already passed that text on) and raises
-        :class:`EndpointError`. Usage comes from the server's last chunk when it sends one
+        :class:`EndpointError`, and so does one that ends without a finish reason (cut
+        off rather than finished). Usage comes from the server's last chunk when it sends one
         (``stream_options.include_usage``); otherwise the completion tokens are the number
         of text chunks (one token each on vLLM) and the prompt tokens are unknown (0).
         """
@@ -172,6 +173,12 @@ class ChatEndpoint:
             ) from error
         finally:
             stream.close()
+        if finish_reason is None:
+            raise EndpointError(
+                f"the stream from {self.label} ended after {len(pieces)} piece(s) without a "
+                "finish reason: the server stopped mid-answer. Check the endpoint's health.",
+                attempts,
+            )
         yield Completion(
             text="".join(pieces),
             prompt_tokens=usage.prompt_tokens if usage else 0,

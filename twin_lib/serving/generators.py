@@ -101,14 +101,13 @@ def trim_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 class StopHoldback:
     """Streams text without ever sending a stop string, or the start of one.
 
-    The tail that could still grow into a stop string is held until the next piece shows
-    that it does not (or until the end), so the streamed pieces add up to exactly the text
+    A tail that is the start of a stop string is held until the next piece shows whether it
+    grows into one (or until the end), so the streamed pieces add up to exactly the text
     :func:`trim_at_stop` gives for the whole answer.
     """
 
     def __init__(self, stop: Sequence[str]) -> None:
         self.stop = [s for s in stop if s]
-        self._hold = max((len(s) for s in self.stop), default=1) - 1
         self._text = ""
         self._sent = 0
         self.stopped = False
@@ -122,11 +121,19 @@ class StopHoldback:
         if self.stopped:
             return ""
         self._text, self.stopped = trim_at_stop(self._text + piece, self.stop)
-        safe = len(self._text) if self.stopped else max(len(self._text) - self._hold, self._sent)
+        safe = len(self._text) if self.stopped else len(self._text) - self._open_prefix()
         return self._release(safe)
 
     def finish(self) -> str:
         return self._release(len(self._text))
+
+    def _open_prefix(self) -> int:
+        """Length of the longest tail of the text that a stop string begins with."""
+        longest = min(max((len(s) for s in self.stop), default=1) - 1, len(self._text))
+        for size in range(longest, 0, -1):
+            if any(s.startswith(self._text[-size:]) for s in self.stop):
+                return size
+        return 0
 
     def _release(self, upto: int) -> str:
         out = self._text[self._sent : upto]
@@ -175,8 +182,10 @@ class TransformersGenerator:
         with self.slots.turn(), self._randomness(params), torch.inference_mode():
             output = self.model.generate(**inputs, **self._options(params))
         new_tokens = output[0, inputs["input_ids"].shape[1] :].tolist()
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        return self._result(text, inputs, new_tokens, params, time.monotonic() - started)
+        text, hit_stop = trim_at_stop(
+            self.tokenizer.decode(new_tokens, skip_special_tokens=True), params.stop
+        )
+        return self._result(text, hit_stop, inputs, new_tokens, time.monotonic() - started)
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -210,7 +219,8 @@ class TransformersGenerator:
         if run.error is not None:
             raise run.error
         new_tokens = run.output[0, inputs["input_ids"].shape[1] :].tolist()
-        yield self._result(holdback.text, inputs, new_tokens, params, time.monotonic() - started)
+        elapsed_s = time.monotonic() - started
+        yield self._result(holdback.text, holdback.stopped, inputs, new_tokens, elapsed_s)
 
     def _encode(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Any:
         prompt = render_chat(self.tokenizer, messages)
@@ -261,15 +271,15 @@ class TransformersGenerator:
     def _result(
         self,
         text: str,
+        hit_stop: bool,
         inputs: Any,
         new_tokens: list[int],
-        params: GenerationParams,
         elapsed_s: float,
     ) -> Generation:
-        text, hit_stop = trim_at_stop(text, params.stop)
+        """``text`` is already cut at the stop string ``hit_stop`` says was written."""
         ended = bool(new_tokens) and new_tokens[-1] in self._end_ids()
         finish: FinishReason = "stop" if hit_stop or ended else "length"
-        if finish == "length" and len(new_tokens) < params.max_tokens:
+        if finish == "length" and elapsed_s >= self.serving.generation_timeout_s:
             logger.warning(
                 "generation cut by the time limit",
                 extra={
