@@ -16,6 +16,7 @@ from typing import Any, Literal, Self
 
 import weaviate
 from pydantic import BaseModel, Field
+from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, MetadataQuery
@@ -132,6 +133,7 @@ class SearchHit(BaseModel):
     properties: dict[str, Any]
     distance: float | None = None
     score: float | None = None
+    vector: list[float] | None = Field(default=None, description="when asked for")
 
 
 def record_uuid(schema: CollectionSchema, properties: dict[str, Any]) -> str:
@@ -393,10 +395,12 @@ class VectorStore:
         alpha: float = 0.5,
         limit: int = 10,
         filters: dict[str, FilterValue] | None = None,
+        include_vector: bool = False,
     ) -> list[SearchHit]:
         """BM25 over the searchable properties fused with vector similarity.
 
-        ``alpha`` = 1 is pure vector search, 0 pure keyword search.
+        ``alpha`` = 1 is pure vector search, 0 pure keyword search. ``include_vector``
+        returns each hit's stored vector, so a reranker need not embed the hits again.
         """
         collection = self._collection(schema)
         result = self._call(
@@ -408,12 +412,28 @@ class VectorStore:
                 filters=_where(filters),
                 query_properties=schema.searchable(),
                 return_metadata=MetadataQuery(score=True),
+                include_vector=include_vector,
             )
         )
         return [
-            SearchHit(uuid=str(o.uuid), properties=dict(o.properties), score=o.metadata.score)
+            SearchHit(
+                uuid=str(o.uuid),
+                properties=dict(o.properties),
+                score=o.metadata.score,
+                vector=_single_vector(o.vector) if include_vector else None,
+            )
             for o in result.objects
         ]
+
+    def value_counts(self, schema: CollectionSchema, name: str) -> dict[str, int]:
+        """How many objects hold each value of the filterable property ``name``."""
+        collection = self._collection(schema)
+        result = self._call(
+            lambda: collection.aggregate.over_all(
+                group_by=GroupByAggregate(prop=name), total_count=True
+            )
+        )
+        return {str(group.grouped_by.value): int(group.total_count or 0) for group in result.groups}
 
 
 def _to_property(spec: PropertySpec) -> Property:
@@ -427,6 +447,13 @@ def _to_property(spec: PropertySpec) -> Property:
         if text_like
         else None,
     )
+
+
+def _single_vector(vectors: Any) -> list[float] | None:
+    """The collection's one (unnamed, "default") vector from the client's dict of vectors."""
+    if isinstance(vectors, dict):
+        vectors = next(iter(vectors.values()), None)
+    return [float(v) for v in vectors] if vectors is not None else None
 
 
 def _dimensions_in(description: str | None) -> int | None:
