@@ -6,8 +6,21 @@ so one scrape target gives KServe's latency histograms and the twin's counters t
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
+
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twin_lib.domain.chat import ChatMessage
+from twin_lib.serving.contracts import (
+    Generation,
+    GenerationParams,
+    Generator,
+    RetrievedChunk,
+    Retriever,
+)
+from twin_lib.serving.twin import Twin, close_if_closable
 
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -61,3 +74,55 @@ class RequestMetrics:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(route=label, status=str(status)).inc()
+
+
+class TimedRetriever:
+    """A retriever whose every call is observed in ``twin_retrieval_seconds``."""
+
+    def __init__(self, inner: Retriever) -> None:
+        self.inner = inner
+
+    def retrieve(self, question: str) -> list[RetrievedChunk]:
+        with RETRIEVAL_SECONDS.time():
+            return self.inner.retrieve(question)
+
+    def close(self) -> None:
+        close_if_closable(self.inner)
+
+
+class TimedGenerator:
+    """A generator whose answers are observed in ``twin_generation_seconds``."""
+
+    def __init__(self, inner: Generator) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Generation:
+        with GENERATION_SECONDS.time():
+            return self.inner.generate(messages, params)
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> Iterator[str | Generation]:
+        started = time.monotonic()
+        pieces = self.inner.stream(messages, params)
+        try:
+            for item in pieces:
+                if isinstance(item, Generation):
+                    GENERATION_SECONDS.observe(time.monotonic() - started)
+                yield item
+        finally:
+            close_if_closable(pieces)
+
+    def close(self) -> None:
+        close_if_closable(self.inner)
+
+
+def instrument(twin: Twin) -> Twin:
+    """Time the twin's retrieval and generation apart (its own latency covers both)."""
+    twin.retriever = TimedRetriever(twin.retriever)
+    twin.generator = TimedGenerator(twin.generator)
+    return twin

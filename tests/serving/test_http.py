@@ -1,0 +1,426 @@
+"""The predictor over real HTTP: one ``python -m twin_lib.serving`` process for this module,
+on the session stack with the labelled corpus and the tiny offline model, asked with the
+official ``openai`` client and with KServe's v1/v2 bodies, and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.isolated import free_port
+from tests.support.listeners import listening, outside_address
+from tests.support.serving_data import ServedSetup
+from twin_lib.settings import TwinSettings, to_env
+from twin_lib.storage import ObjectStore
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_TOKENS_LIMIT = 32
+MAX_PROMPT_CHARS = 2000
+MAX_MESSAGES = 6
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+    settings: TwinSettings
+    log: Path
+    questions: list[tuple[str, str]]
+
+    @property
+    def name(self) -> str:
+        return self.settings.serving.served_name
+
+    def openai(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/openai/v1", api_key="unused", max_retries=0)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"model server exited with {process.returncode}:\n{_log_tail(log)}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"model server not ready within {timeout_s} s:\n{_log_tail(log)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def server(served_setup: ServedSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = served_setup.settings.model_copy(deep=True)
+    serving = settings.serving
+    serving.http_port = free_port()
+    serving.default_max_tokens = 8
+    serving.max_tokens_limit = MAX_TOKENS_LIMIT
+    serving.max_prompt_chars = MAX_PROMPT_CHARS
+    serving.max_messages = MAX_MESSAGES
+    serving.record_flush_s = 0.5
+    serving.answers_prefix = f"answers-{uuid.uuid4().hex[:8]}"
+    log = tmp_path_factory.mktemp("http-server") / "server.log"
+    env = {
+        **os.environ,
+        **to_env(settings),
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    url = f"http://127.0.0.1:{serving.http_port}"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "twin_lib.serving"],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(url, process, log, timeout_s=300)
+        yield Server(url, process.pid, settings, log, served_setup.questions)
+    finally:
+        _stop(process)
+
+
+# --- the OpenAI-compatible routes, with the official client ----------------------------------
+
+
+def test_chat_completion_answers_with_sources_and_an_id(server: Server) -> None:
+    question, url = server.questions[0]
+    reply = server.openai().chat.completions.create(
+        model=server.name, messages=[{"role": "user", "content": question}], max_tokens=6
+    )
+    assert reply.object == "chat.completion"
+    assert reply.model == server.name
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in {"stop", "length"}
+    assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 6
+    extras = reply.model_extra or {}
+    assert extras["answer_id"]
+    assert extras["model_version"] == f"{server.settings.serving.model_name}/" + str(
+        server.settings.serving.version
+    )
+    sources = extras["sources"]
+    assert sources and all({"chunk_id", "url", "title", "score"} <= set(s) for s in sources)
+    assert url in {s["url"] for s in sources}
+
+
+def test_chat_completion_streams_pieces_then_a_last_chunk_with_the_extras(server: Server) -> None:
+    question, url = server.questions[1]
+    stream = server.openai().chat.completions.create(
+        model=server.name,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=6,
+        stream=True,
+    )
+    chunks = list(stream)
+    assert len(chunks) >= 2
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert len({c.id for c in chunks}) == 1
+    last = chunks[-1]
+    assert last.choices[0].finish_reason in {"stop", "length"}
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+    extras = last.model_extra or {}
+    assert extras["answer_id"]
+    assert url in {s["url"] for s in extras["sources"]}
+    assert last.usage is not None and 0 < last.usage.completion_tokens <= 6
+
+
+def test_text_completion_takes_the_prompt_as_the_question(server: Server) -> None:
+    question, url = server.questions[2]
+    reply = server.openai().completions.create(model=server.name, prompt=question, max_tokens=5)
+    assert reply.object == "text_completion"
+    assert isinstance(reply.choices[0].text, str)
+    assert url in {s["url"] for s in (reply.model_extra or {})["sources"]}
+
+
+def test_models_lists_the_served_name(server: Server) -> None:
+    models = server.openai().models.list()
+    assert [m.id for m in models.data] == [server.name]
+    assert models.data[0].owned_by == server.settings.serving.model_name + "/" + str(
+        server.settings.serving.version
+    )
+
+
+# --- KServe v1 and v2 ------------------------------------------------------------------------
+
+
+def test_v1_predict(server: Server) -> None:
+    question, url = server.questions[3]
+    with server.http() as http:
+        response = http.post(
+            f"/v1/models/{server.name}:predict",
+            json={"instances": [{"question": question, "max_tokens": 4}]},
+        )
+    assert response.status_code == 200, response.text
+    [prediction] = response.json()["predictions"]
+    assert prediction["answer_id"] and isinstance(prediction["text"], str)
+    assert url in {s["url"] for s in prediction["sources"]}
+    assert prediction["model_version"].endswith("/" + str(server.settings.serving.version))
+
+
+def test_v2_infer(server: Server) -> None:
+    question, url = server.questions[4]
+    body = {
+        "inputs": [{"name": "question", "shape": [1], "datatype": "BYTES", "data": [question]}],
+        "parameters": {"max_tokens": 4},
+    }
+    with server.http() as http:
+        response = http.post(f"/v2/models/{server.name}/infer", json=body)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert set(outputs) == {"answer", "sources", "answer_id"}
+    assert all(o["datatype"] == "BYTES" and o["shape"] == [1] for o in outputs.values())
+    sources = json.loads(outputs["sources"]["data"][0])
+    assert url in {s["url"] for s in sources}
+
+
+# --- bad input: 4xx with a message, and the server keeps serving -----------------------------
+
+CHAT = "/openai/v1/chat/completions"
+
+
+def _chat(**fields: object) -> dict[str, object]:
+    return {"model": "twin", "messages": [{"role": "user", "content": "Hi?"}], **fields}
+
+
+BAD_REQUESTS = [
+    pytest.param(CHAT, b'{"model": "twin", "messages": [', 400, "json", id="malformed-json"),
+    pytest.param(CHAT, _chat(max_tokens="8"), 422, "max_tokens", id="max-tokens-as-string"),
+    pytest.param(CHAT, _chat(messages="hello"), 422, "messages", id="messages-not-a-list"),
+    pytest.param(
+        CHAT, {"messages": [{"role": "user", "content": "Hi"}]}, 422, "model", id="no-model"
+    ),
+    pytest.param(
+        CHAT, _chat(messages=[{"role": "user", "content": "  "}]), 400, "empty", id="empty-question"
+    ),
+    pytest.param(CHAT, _chat(messages=[]), 422, "messages", id="no-messages"),
+    pytest.param(
+        CHAT,
+        _chat(messages=[{"role": "user", "content": "x" * (MAX_PROMPT_CHARS + 1)}]),
+        413,
+        "serving.max_prompt_chars",
+        id="oversized-prompt",
+    ),
+    pytest.param(
+        CHAT,
+        _chat(messages=[{"role": "user", "content": "Hi?"}] * (MAX_MESSAGES + 1)),
+        413,
+        "serving.max_messages",
+        id="too-many-messages",
+    ),
+    pytest.param(
+        CHAT,
+        _chat(max_tokens=MAX_TOKENS_LIMIT + 1),
+        400,
+        "serving.max_tokens_limit",
+        id="too-many-tokens",
+    ),
+    pytest.param(CHAT, _chat(model="gpt-4"), 404, "gpt-4", id="unknown-model"),
+    pytest.param(
+        CHAT,
+        _chat(messages=[{"role": "system", "content": "Be brief."}]),
+        400,
+        "role 'user'",
+        id="no-user-turn",
+    ),
+    pytest.param(
+        CHAT,
+        _chat(messages=[{"role": "wizard", "content": "Hi"}]),
+        422,
+        "messages.0.role",
+        id="unknown-role",
+    ),
+    pytest.param(CHAT, _chat(n=3), 400, "n must be 1", id="several-choices"),
+    pytest.param(
+        "/openai/v1/completions",
+        {"model": "twin", "prompt": ""},
+        400,
+        "empty",
+        id="completion-empty-prompt",
+    ),
+    pytest.param(
+        "/openai/v1/completions",
+        {"model": "twin", "prompt": "x" * (MAX_PROMPT_CHARS + 1)},
+        413,
+        "serving.max_prompt_chars",
+        id="completion-oversized-prompt",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "needle"), BAD_REQUESTS)
+def test_bad_openai_requests_get_an_openai_error(
+    server: Server, path: str, body: dict[str, object] | bytes, status: int, needle: str
+) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with server.http() as http:
+        response = http.post(path, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert needle.lower() in error["message"].lower()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        pytest.param("/v1/models/twin:predict", {"instances": "what?"}, "instances", id="v1-str"),
+        pytest.param(
+            "/v1/models/twin:predict", {"instances": [{"question": ""}]}, "empty", id="v1-empty"
+        ),
+        pytest.param(
+            "/v1/models/twin:predict",
+            {"instances": [{"question": "Hi?", "max_tokens": MAX_TOKENS_LIMIT + 1}]},
+            "serving.max_tokens_limit",
+            id="v1-too-many-tokens",
+        ),
+        pytest.param(
+            "/v2/models/twin/infer",
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Hi?"]}]},
+            "question",
+            id="v2-no-question-input",
+        ),
+        pytest.param(
+            "/v2/models/twin/infer",
+            {"inputs": [{"name": "question", "shape": [1], "datatype": "INT32", "data": [1]}]},
+            "BYTES",
+            id="v2-wrong-datatype",
+        ),
+    ],
+)
+def test_bad_kserve_requests_get_a_4xx_with_a_message(
+    server: Server, path: str, body: dict[str, object], needle: str
+) -> None:
+    with server.http() as http:
+        response = http.post(path, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert needle.lower() in response.json()["error"].lower()
+
+
+def test_the_openai_client_raises_its_typed_errors(server: Server) -> None:
+    client = server.openai()
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(openai.BadRequestError, match="max_tokens_limit"):
+        client.chat.completions.create(
+            model=server.name,
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=MAX_TOKENS_LIMIT + 1,
+        )
+
+
+def test_sixteen_concurrent_requests_all_succeed_and_the_server_stays_healthy(
+    server: Server,
+) -> None:
+    def ask(n: int) -> tuple[int, dict[str, object]]:
+        question = server.questions[n % len(server.questions)][0]
+        with server.http() as http:
+            response = http.post(
+                CHAT,
+                json=_chat(model=server.name, messages=[{"role": "user", "content": question}])
+                | {"max_tokens": 3, "stream": n % 2 == 1},
+            )
+        return response.status_code, {"body": response.text[-200:]}
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(ask, range(16)))
+    assert [status for status, _ in results] == [200] * 16, results
+    with server.http() as http:
+        assert http.get("/v2/health/ready").status_code == 200
+        assert http.get(f"/v2/models/{server.name}/ready").status_code == 200
+
+
+def test_metrics_show_the_twin_counters(server: Server) -> None:
+    server.openai().chat.completions.create(
+        model=server.name, messages=[{"role": "user", "content": "Hi?"}], max_tokens=2
+    )
+    with server.http() as http:
+        http.post(CHAT, content=b"{")
+        text = http.get("/metrics").text
+    assert 'twin_requests_total{route="/openai/v1/chat/completions",status="200"}' in text
+    assert 'twin_requests_total{route="/openai/v1/chat/completions",status="400"}' in text
+    assert 'twin_errors_total{kind="BadRequestError"}' in text
+    for name in (
+        "twin_retrieval_seconds_count",
+        "twin_generation_seconds_count",
+        "twin_tokens_generated_total",
+    ):
+        value = next(line for line in text.splitlines() if line.startswith(name))
+        assert float(value.split()[-1]) > 0, value
+
+
+def test_the_rest_server_listens_on_loopback_only(server: Server) -> None:
+    port = server.settings.serving.http_port
+    listeners = listening([server.pid])
+    assert ("127.0.0.1", port) in listeners
+    assert {address for address, _ in listeners} == {"127.0.0.1"}, listeners
+    outside = outside_address()
+    if outside != "127.0.0.1":
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{outside}:{port}/v2/health/ready", timeout=3)
+
+
+def test_answers_are_recorded_in_minio(server: Server) -> None:
+    reply = server.openai().chat.completions.create(
+        model=server.name, messages=[{"role": "user", "content": server.questions[5][0]}]
+    )
+    answer_id = (reply.model_extra or {})["answer_id"]
+    settings = server.settings
+    store = ObjectStore(settings.minio)
+    prefix = (
+        f"{settings.serving.answers_prefix}/{settings.serving.model_name}/"
+        f"{settings.serving.version}/"
+    )
+    deadline = time.monotonic() + 30
+    records: dict[str, dict[str, object]] = {}
+    while answer_id not in records and time.monotonic() < deadline:
+        time.sleep(0.25)
+        for info in store.list(settings.minio.datasets_bucket, prefix):
+            for line in store.get_bytes(settings.minio.datasets_bucket, info.key).splitlines():
+                record = json.loads(line)
+                records[record["id"]] = record
+    assert answer_id in records, f"{answer_id} not recorded under {prefix}: {sorted(records)}"
+    record = records[answer_id]
+    assert record["question"] == server.questions[5][0]
+    assert record["answer"] == reply.choices[0].message.content
+    assert record["chunk_ids"] == [s["chunk_id"] for s in (reply.model_extra or {})["sources"]]
+    assert record["latency_ms"] > 0
