@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from tests.k8s.conftest import OVERLAYS, RUNS
+from tests.support.registry_data import model_version
 from twin_lib.k8s import validate
+from twin_lib.k8s.inference_service import inference_service
+from twin_lib.settings import DeploymentSettings
 
 TARGETS = OVERLAYS + RUNS
 # Kinds the manifests use whose pods the namespace's admission would judge.
@@ -69,12 +72,17 @@ def test_each_workload_kind_is_evaluated(rendered: dict[str, str], tools_cache: 
 def test_inference_service_is_judged_with_its_runtime_container(
     rendered: dict[str, str], tools_cache: Path
 ) -> None:
-    """The model container gets its securityContext from the ServingRuntime; without it,
-    the predictor pod KServe would create is not restricted."""
-    without_runtime = yaml.safe_dump_all(
+    """The InferenceService the deployer creates (``twin deploy``) gets its container's
+    securityContext from the ServingRuntime: with the runtime its predictor pod is
+    restricted, without it the pod KServe would create is not."""
+    service = inference_service(DeploymentSettings(), "llm-twin", model_version())
+    runtimes = [
         doc
         for doc in validate.documents(rendered["overlays/dev"])
-        if doc["kind"] != "ServingRuntime"
-    )
-    findings = validate.pod_security(without_runtime, tools_cache).findings
+        if doc["kind"] == "ServingRuntime"
+    ]
+    judged = validate.pod_security(yaml.safe_dump_all([*runtimes, service]), tools_cache)
+    assert judged.findings == []
+    assert "InferenceService/twin/predictor" in judged.checked
+    findings = validate.pod_security(yaml.safe_dump(service), tools_cache).findings
     assert {f.obj for f in findings} == {"InferenceService/twin/predictor"}

@@ -37,7 +37,6 @@ def test_overlay_contains_every_part(target: str, rendered: dict[str, str]) -> N
         "NetworkPolicy",
         "Role",
         "RoleBinding",
-        "InferenceService",
         "ServingRuntime",
         "PyTorchJob",
     } <= kinds
@@ -46,14 +45,14 @@ def test_overlay_contains_every_part(target: str, rendered: dict[str, str]) -> N
 def test_strict_validation_catches_typos(rendered: dict[str, str], tools_cache: Path) -> None:
     broken = (
         rendered["overlays/dev"]
-        .replace("storageUri:", "storageUrl:")
+        .replace("supportedModelFormats:", "supportedModelFormat:")
         .replace("nprocPerNode:", "nprocsPerNode:")
         .replace("serviceName: twin-minio", "serviceNam: twin-minio")
     )
     objects = {finding.obj for finding in validate.kubeconform(broken, tools_cache)}
     assert objects == {
-        "InferenceService/twin",
         "PyTorchJob/twin-sft-defaults",
+        "ServingRuntime/twin-predictor",
         "StatefulSet/twin-minio",
     }
 

@@ -14,36 +14,14 @@ from kfp import compiler, dsl
 from components.serving import deploy_model
 from pipelines.platform import STEP_PROFILES, for_cluster
 from tests.support.pipeline_specs import tasks
+from tests.support.registry_data import model_version
 from twin_lib.k8s import inference_service as isvc_lib
-from twin_lib.registry.models import (
-    CodeVersion,
-    IllegalTransitionError,
-    ModelStatus,
-    ModelVersion,
-    StatusChange,
-)
+from twin_lib.registry.models import IllegalTransitionError, ModelStatus
 from twin_lib.settings import DeploymentSettings, KfpSettings
 
 
-def _model(version: str = "v0003", status: ModelStatus = ModelStatus.APPROVED) -> ModelVersion:
-    uri = f"s3://twin-models/registry/twin/{version}/"
-    return ModelVersion(
-        name="twin",
-        version=version,
-        status=status,
-        history=[StatusChange(status=status, by="test", reason="test")],
-        base_model="tiny",
-        dataset_snapshots={},
-        hyperparameters={},
-        code=CodeVersion(package="llm-twin", version="0"),
-        output_uri=uri,
-        adapter_uri=f"{uri}adapter/",
-        merged_uri=f"{uri}merged/",
-    )
-
-
 def test_service_is_standard_mode_and_resources_only_when_configured() -> None:
-    body = isvc_lib.inference_service(DeploymentSettings(), "llm-twin", _model())
+    body = isvc_lib.inference_service(DeploymentSettings(), "llm-twin", model_version())
     # KServe's validator accepts a canary only under exactly "Standard" (not "RawDeployment").
     assert body["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
     model = body["spec"]["predictor"]["model"]
@@ -52,7 +30,7 @@ def test_service_is_standard_mode_and_resources_only_when_configured() -> None:
     sized = isvc_lib.inference_service(
         DeploymentSettings(gpus=2, memory_limit="32Gi", node_selector={"pool": "gpu"}),
         "llm-twin",
-        _model(),
+        model_version(),
     )["spec"]["predictor"]
     assert sized["model"]["resources"] == {
         "requests": {"nvidia.com/gpu": "2"},
@@ -63,7 +41,7 @@ def test_service_is_standard_mode_and_resources_only_when_configured() -> None:
 
 def test_patches_test_what_they_expect_before_changing_anything() -> None:
     deployment = DeploymentSettings()
-    canary = isvc_lib.canary_patch(deployment, "v0002", _model(), 0)
+    canary = isvc_lib.canary_patch(deployment, "v0002", model_version(), 0)
     assert canary[0] == {"op": "test", "path": "/spec/predictor/name", "value": "v0002"}
     (added,) = canary[1]["value"]
     assert added["trafficPercent"] == 0
@@ -71,7 +49,7 @@ def test_patches_test_what_they_expect_before_changing_anything() -> None:
     assert not {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric"} & set(
         added["predictor"]
     )
-    promote = isvc_lib.promote_patch(deployment, _model())
+    promote = isvc_lib.promote_patch(deployment, model_version())
     assert [op["op"] for op in promote] == ["test", "replace", "remove"]
     assert promote[1]["value"]["name"] == "v0003"
     assert promote[1]["value"]["minReplicas"] == 1
@@ -111,7 +89,7 @@ def test_readiness_of_a_version(status: dict, canary: bool, expected: bool) -> N
 
 
 def test_a_deployed_version_may_return_to_approved_and_then_be_deployed_again() -> None:
-    model = _model(status=ModelStatus.DEPLOYED)
+    model = model_version(status=ModelStatus.DEPLOYED)
     back = model.changed(ModelStatus.APPROVED, by="deployer", reason="superseded by v0004")
     assert back.changed(ModelStatus.DEPLOYED, by="rollback", reason="restored").was_deployed()
     with pytest.raises(IllegalTransitionError):
