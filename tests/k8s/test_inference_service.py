@@ -24,15 +24,17 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client as k8s_client
+from typer.testing import CliRunner
 
 from tests.support import apiserver
 from tests.support.apiserver import ApiServer
 from tests.support.loopback import serving
+from twin_lib.cli import app
 from twin_lib.k8s import inference_service as isvc_lib
 from twin_lib.k8s import validate
 from twin_lib.registry.models import DeploymentAction, ModelStatus, ModelVersion
 from twin_lib.registry.store import ModelRegistry
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import TwinSettings, to_env
 from twin_lib.steps.deploy import (
     DeploymentError,
     DeploymentResult,
@@ -473,3 +475,22 @@ def test_a_second_rollout_during_a_canary_is_refused(
     assert "canary" not in _get(objects, cfg)["spec"]
     with pytest.raises(DeploymentError):
         future.result(timeout=30)
+
+
+def test_cli_prints_the_service_without_sending_it_and_names_what_is_wrong(
+    cfg: TwinSettings, registry: ModelRegistry, api_server: ApiServer
+) -> None:
+    cfg.kubernetes.kubeconfig = api_server.kubeconfig
+    approved, candidate = _register(registry, cfg), _register(registry, cfg, approve=False)
+    runner, env = CliRunner(), to_env(cfg)
+    printed = runner.invoke(app, ["deploy", approved, "--dry-run"], env=env)
+    assert printed.exit_code == 0, printed.output
+    body = yaml.safe_load(printed.output.split("✔")[0])
+    assert body["spec"]["predictor"]["name"] == approved
+    assert body["metadata"]["namespace"] == cfg.serving.deployment.namespace
+    refused = runner.invoke(app, ["deploy", candidate], env=env)
+    assert refused.exit_code == 1
+    assert f"{candidate} is candidate: only an approved version is deployed" in refused.output
+    nothing = runner.invoke(app, ["rollback"], env=env)
+    assert nothing.exit_code == 1
+    assert "does not exist: nothing to roll back" in nothing.output
