@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -120,7 +122,7 @@ def test_one_generation_at_a_time_and_a_reader_that_leaves_frees_the_model(servi
     started = time.monotonic()
     stream.close()
     assert time.monotonic() - started < 0.5
-    assert not [t for t in threading.enumerate() if t.name == "twin-generate"]
+    assert not [t for t in threading.enumerate() if t.name == "twin-decode"]
     assert one.generate(CHAT, GenerationParams(max_tokens=1)).completion_tokens == 1
 
 
@@ -250,3 +252,26 @@ def test_make_generator_picks_the_configured_backend(serving_base_model):
     with scripted_openai_server() as (base_url, _):
         serving = ServingSettings(generator="endpoint", endpoint=endpoint_settings(base_url))
         assert isinstance(make_generator(serving, serving_base_model), EndpointGenerator)
+
+
+def test_the_local_backend_needs_no_openai_package():
+    """The serving image installs the ``serving`` extra only, which has no ``openai``."""
+    script = """
+import sys
+from pathlib import Path
+sys.modules["openai"] = None  # importing it fails, as in the serving image
+from twin_lib.generation import chat_model
+from twin_lib.serving import twin
+from twin_lib.serving.generators import make_generator
+from twin_lib.settings import OpenAIEndpointSettings, ServingSettings
+endpoint = OpenAIEndpointSettings(base_url="http://127.0.0.1:9/v1")
+try:
+    make_generator(ServingSettings(generator="endpoint", endpoint=endpoint), Path("."))
+except ValueError as error:
+    print(error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the openai package is missing" in done.stdout

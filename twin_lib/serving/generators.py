@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twin_lib.domain.chat import ChatMessage
-from twin_lib.generation.responder import load_chat_model, render_chat
+from twin_lib.generation.chat_model import load_chat_model, render_chat
 from twin_lib.serving.contracts import FinishReason, Generation, GenerationParams, Generator
 from twin_lib.settings import OpenAIEndpointSettings, ServingSettings
 
@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 _SAMPLING_LOCK = threading.Lock()
 
 
-class GeneratorBusyError(RuntimeError):
-    """Every generation slot stayed taken for as long as a generation may last."""
+class GeneratorBusyError(TimeoutError):
+    """Every generation slot stayed taken for as long as a generation may last: the request
+    timed out waiting for its turn (a ``TimeoutError``, so callers treat it as one)."""
 
 
 class Slots:
@@ -319,7 +320,7 @@ class _Decoding(threading.Thread):
     """``model.generate`` in a thread; a failure ends the stream and is raised by the reader."""
 
     def __init__(self, model: Any, inputs: Any, options: dict[str, Any], streamer: Any) -> None:
-        super().__init__(name="twin-generate", daemon=True)
+        super().__init__(name="twin-decode", daemon=True)
         self.model = model
         self.inputs = inputs
         self.options = options
@@ -348,8 +349,13 @@ class EndpointGenerator:
                 "TWIN_SERVING__ENDPOINT__BASE_URL (e.g. http://vllm:8000/v1) and "
                 "TWIN_SERVING__ENDPOINT__MODEL, or use TWIN_SERVING__GENERATOR=local"
             )
-        from twin_lib.generation.endpoint import ChatEndpoint  # imports openai
-
+        try:
+            from twin_lib.generation.endpoint import ChatEndpoint  # imports openai
+        except ImportError as error:
+            raise ValueError(
+                f"serving.generator is 'endpoint' but the openai package is missing ({error}); "
+                "install it in the serving image, or use TWIN_SERVING__GENERATOR=local"
+            ) from error
         self.endpoint = ChatEndpoint(endpoint)
         self.slots = Slots(endpoint.max_concurrency, endpoint.timeout_s, self.endpoint.label)
 
