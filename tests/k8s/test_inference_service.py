@@ -494,3 +494,57 @@ def test_cli_prints_the_service_without_sending_it_and_names_what_is_wrong(
     nothing = runner.invoke(app, ["rollback"], env=env)
     assert nothing.exit_code == 1
     assert "does not exist: nothing to roll back" in nothing.output
+
+
+def test_first_version_whose_model_fails_to_load_fails_without_waiting_out_the_timeout(
+    cfg: TwinSettings,
+    registry: ModelRegistry,
+    api: k8s_client.ApiClient,
+    objects: k8s_client.CustomObjectsApi,
+    twins: Twins,
+) -> None:
+    cfg.serving.deployment.ready_timeout_s = 60.0
+    version = _register(registry, cfg)
+    future = _deploy(cfg, version, api)
+    _when(objects, cfg, future, lambda found: True)
+    deployment = cfg.serving.deployment
+    objects.patch_namespaced_custom_object_status(
+        namespace=deployment.namespace,
+        name=deployment.isvc_name,
+        body={
+            "status": {
+                "modelStatus": {
+                    "transitionStatus": "BlockedByFailedLoad",
+                    "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no config.json"},
+                }
+            }
+        },
+        **RESOURCE,
+    )
+    started = time.monotonic()
+    with pytest.raises(DeploymentError, match=r"ModelLoadFailed: no config\.json"):
+        future.result(timeout=30)
+    assert time.monotonic() - started < 10
+    failed = _model(registry, cfg, version)
+    assert failed.status is ModelStatus.APPROVED
+    assert _actions(failed) == ["created", "failed"]
+    assert twins.requests == []
+
+
+def test_a_service_the_deployer_did_not_make_is_refused_by_name(
+    cfg: TwinSettings,
+    registry: ModelRegistry,
+    api: k8s_client.ApiClient,
+    objects: k8s_client.CustomObjectsApi,
+) -> None:
+    """Like the static InferenceService older manifests applied: a predictor without a name."""
+    version = _register(registry, cfg)
+    deployment = cfg.serving.deployment
+    model = _model(registry, cfg, version)
+    body = isvc_lib.inference_service(deployment, deployment.namespace or "", model)
+    del body["spec"]["predictor"]["name"]
+    objects.create_namespaced_custom_object(namespace=deployment.namespace, body=body, **RESOURCE)
+    with pytest.raises(DeploymentError, match=r"unnamed predictor.*Delete it"):
+        deploy_version(cfg, version, by="test", api=api)
+    assert "canary" not in _get(objects, cfg)["spec"]
+    assert _model(registry, cfg, version).deployments == []

@@ -49,6 +49,8 @@ DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 STANDARD = "Standard"
 GPU = "nvidia.com/gpu"
 READY = "Ready"
+# ModelStatus.transitionStatus values after which the predictor will not become ready.
+FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
 # The runtime's container: KServe merges the model spec into the container of this name.
 CONTAINER = "kserve-container"
 LABELS = {"app.kubernetes.io/part-of": "llm-twin", "app.kubernetes.io/component": "serving"}
@@ -228,6 +230,17 @@ def readiness(isvc: Body, version: str, *, canary: bool) -> tuple[bool, str]:
     return serving and ready, summary + (f" ({reason})" if reason else "")
 
 
+def load_failure(isvc: Body) -> str | None:
+    """Why the predictor's model failed to load, once KServe says it did (a crashing model
+    server, a bad storageUri): waiting out the timeout would not change that."""
+    model_status = isvc.get("status", {}).get("modelStatus") or {}
+    if model_status.get("transitionStatus") not in FAILED_TRANSITIONS:
+        return None
+    info = model_status.get("lastFailureInfo") or {}
+    detail = ": ".join(part for part in (info.get("reason"), info.get("message")) if part)
+    return f"{model_status['transitionStatus']}" + (f" ({detail})" if detail else "")
+
+
 # -- the API server -------------------------------------------------------------------------
 
 
@@ -302,6 +315,13 @@ class InferenceServices:
                     f"the canary {version} was removed from {self.where(name)} during the rollout"
                 )
             ready, summary = readiness(isvc, version, canary=canary)
+            failure = None if canary or ready else load_failure(isvc)
+            if failure is not None:
+                raise InferenceServiceError(
+                    f"{version} of {self.where(name)} failed to load: {failure}; see "
+                    f"`kubectl logs -n {self.namespace} -l serving.kserve.io/inferenceservice="
+                    f"{name}`"
+                )
             if ready:
                 log.info(
                     "inference service ready",

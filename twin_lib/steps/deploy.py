@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 from pydantic import BaseModel
 
 from twin_lib.k8s.inference_service import (
+    Body,
     InferenceServices,
     canary_names,
     canary_patch,
@@ -176,6 +177,18 @@ class _Rollout:
             **fields,  # type: ignore[arg-type]
         )
 
+    def serving(self, existing: Body) -> str:
+        """The version the predictor serves; refuses a service the deployer did not make."""
+        current = predictor_name(existing)
+        if not current:
+            raise DeploymentError(
+                f"{self.where} has an unnamed predictor, so it was not created by the deployer "
+                "(an older static manifest?); it cannot be rolled out by version. Delete it "
+                f"(`kubectl delete isvc -n {self.services.namespace} {self.isvc}`) and deploy "
+                "an approved version again"
+            )
+        return current
+
     def wait_and_smoke(self, model: ModelVersion, *, canary: bool) -> ClientAnswer:
         self.services.wait_ready(
             self.isvc,
@@ -311,7 +324,7 @@ def deploy_version(
     )
     if existing is None:
         return rollout.create(model)
-    current = predictor_name(existing)
+    current = rollout.serving(existing)
     if current == model.version:
         raise DeploymentError(f"{rollout.where} already serves {model.version}")
     if canary_names(existing):
@@ -331,10 +344,11 @@ def rollback(
     existing = rollout.services.get(rollout.isvc)
     if existing is None:
         raise DeploymentError(f"{rollout.where} does not exist: nothing to roll back")
-    current = predictor_name(existing)
+    current = rollout.serving(existing)
     registry = rollout.registry
-    for canary in canary_names(existing):
-        model = registry.get(rollout.model_name, canary)
+    canaries = canary_names(existing)
+    if canaries:
+        model = registry.get(rollout.model_name, canaries[0])
         rollout.remove_canary(model, current, f"rollback requested by {by}", None)
         return rollout.result(model, DeploymentAction.ROLLED_BACK, previous=current)
     target = rollout.previous_deployed(current)
