@@ -98,8 +98,9 @@ def check_deployable(model: ModelVersion) -> None:
     if model.status != ModelStatus.APPROVED:
         raise NotDeployableError(
             f"{model.name} {model.version} is {model.status}: only an approved version is "
-            "deployed (approve it after review: the promotion gate, or "
-            "`twin models` to see its history)"
+            f"deployed (`twin models show {model.name} {model.version}` shows its history; "
+            f"after review: `twin models status {model.name} {model.version} approved "
+            "--by NAME --reason WHY`)"
         )
 
 
@@ -107,10 +108,16 @@ def smoke(settings: TwinSettings, model: ModelVersion) -> ClientAnswer:
     """Ask the version's own predictor Service the smoke question; an answer with text from
     this very version passes, anything else raises :class:`DeploymentError`."""
     deployment = settings.serving.deployment
-    url = deployment.smoke_url.format(
-        service=service_name(deployment.isvc_name, model.version),
-        namespace=deployment_namespace(settings),
-    )
+    try:
+        url = deployment.smoke_url.format(
+            service=service_name(deployment.isvc_name, model.version),
+            namespace=deployment_namespace(settings),
+        )
+    except (KeyError, IndexError, ValueError) as error:
+        raise DeploymentError(
+            f"serving.deployment.smoke_url {deployment.smoke_url!r} is not a valid template: "
+            f"use only {{service}} and {{namespace}} ({error!r})"
+        ) from error
     label = f"{model.name}/{model.version}"
     try:
         with TwinClient(
