@@ -206,6 +206,11 @@ class _Rollout:
         )
         return smoke(self.settings, model)
 
+    def mark_deployed(self, model: ModelVersion, reason: str) -> None:
+        self.registry.transition(
+            model.name, model.version, ModelStatus.DEPLOYED, by=self.by, reason=reason
+        )
+
     def supersede(self, version: str, by_version: str, reason: str) -> None:
         """The version that served before goes back to approved, if the registry has it
         as deployed (it may have been retired by hand meanwhile)."""
@@ -239,13 +244,7 @@ class _Rollout:
                 "Nothing served before; fix the cause and deploy again, or delete it "
                 f"(`kubectl delete isvc -n {self.services.namespace} {self.isvc}`)"
             ) from error
-        self.registry.transition(
-            model.name,
-            model.version,
-            ModelStatus.DEPLOYED,
-            by=self.by,
-            reason=f"first predictor of {self.where}; smoke question answered",
-        )
+        self.mark_deployed(model, f"first predictor of {self.where}; smoke question answered")
         return self.result(model, DeploymentAction.CREATED, answer=answer.text)
 
     def canary(self, model: ModelVersion, current: str, percent: int) -> DeploymentResult:
@@ -261,12 +260,8 @@ class _Rollout:
             ) from error
         self.services.patch(self.isvc, promote_patch(self.deployment, model))
         self.record(model, DeploymentAction.PROMOTED, f"replaces {current}", percent)
-        self.registry.transition(
-            model.name,
-            model.version,
-            ModelStatus.DEPLOYED,
-            by=self.by,
-            reason=f"promoted from canary ({percent}% traffic) on {self.where}; replaces {current}",
+        self.mark_deployed(
+            model, f"promoted from canary ({percent}% traffic) on {self.where}; replaces {current}"
         )
         self.supersede(current, model.version, f"superseded by {model.version}; kept for rollback")
         return self.result(
@@ -364,12 +359,6 @@ def rollback(
     rolled_back = registry.get(rollout.model_name, current)
     rollout.record(rolled_back, DeploymentAction.ROLLED_BACK, f"{target.version} restored", None)
     rollout.record(target, DeploymentAction.PROMOTED, f"rollback from {current}", None)
-    registry.transition(
-        target.name,
-        target.version,
-        ModelStatus.DEPLOYED,
-        by=by,
-        reason=f"rollback from {current} on {rollout.where}",
-    )
+    rollout.mark_deployed(target, f"rollback from {current} on {rollout.where}")
     rollout.supersede(current, target.version, f"rolled back to {target.version}")
     return rollout.result(target, DeploymentAction.PROMOTED, previous=current, answer=answer.text)
