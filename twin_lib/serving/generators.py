@@ -248,7 +248,12 @@ class TransformersGenerator:
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         if params.temperature > 0:
-            options |= {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            options |= {
+                "do_sample": True,
+                "temperature": params.temperature,
+                "top_p": params.top_p,
+                "top_k": 0,  # OpenAI semantics: no top-k cut, whatever the model config says
+            }
         else:
             options |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if params.stop:
