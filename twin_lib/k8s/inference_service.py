@@ -246,7 +246,11 @@ def load_failure(isvc: Body) -> str | None:
 
 class InferenceServices:
     """InferenceServices of one namespace through the Kubernetes API (any API server: the
-    KServe client's helpers assume a Knative or Istio setup this platform does not need)."""
+    KServe client's helpers assume a Knative or Istio setup this platform does not need).
+
+    Readiness is polled with GET, like the training launchers: a watch would need resuming
+    after the server closes it, and gains nothing at a poll interval of seconds.
+    """
 
     def __init__(self, api: k8s_client.ApiClient, namespace: str, *, timeout_s: float) -> None:
         self.api = api
