@@ -18,7 +18,7 @@ from twin_lib.training.launchers import (
     LocalSpec,
     launcher_for,
 )
-from twin_lib.training.local_launch import TrainingFailedError
+from twin_lib.training.local_launch import TrainingFailedError, child_env, process_count
 
 
 def _settings(launcher: str, **training: object) -> TwinSettings:
@@ -68,3 +68,18 @@ def test_local_run_past_its_timeout_fails_the_step(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailedError, match="ran past its timeout of 1 s"):
         launch_training(settings, config, job_spec_path=tmp_path / "job.json")
     assert not (tmp_path / "job.json").exists()
+
+
+def test_local_run_on_gpus_is_not_forced_onto_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accelerate put the model on the CPU under a gloo group while the plan said CUDA (seen
+    on an H100: DDP failed with "No backend type associated with device type cpu")."""
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)  # set by in-process CPU runs
+    settings = TwinSettings(_env_file=None)
+    assert child_env(settings, gpus=0)["ACCELERATE_USE_CPU"] == "true"
+    assert "ACCELERATE_USE_CPU" not in child_env(settings, gpus=1)
+
+
+def test_local_run_uses_at_most_one_process_per_gpu() -> None:
+    assert process_count(2, gpus=1) == 1
+    assert process_count(2, gpus=4) == 2
+    assert process_count(2, gpus=0) == 2

@@ -1,10 +1,12 @@
-"""Local data-parallel training: torchrun with N CPU processes (gloo) as a child process.
+"""Local data-parallel training: torchrun as a child process, N CPU processes (gloo) or one
+process per GPU (NCCL) on a machine with CUDA devices.
 
 ``accelerate launch --cpu`` starts a single process, and torchrun's ranks report world size 1
-unless Accelerate is told to use the CPU, so the environment sets ``ACCELERATE_USE_CPU=true``.
-Each rank gets one OpenMP thread unless the caller sets ``OMP_NUM_THREADS``: ranks x threads
-must not oversubscribe the cores. A timeout or Ctrl-C stops every rank (by PID), not just
-torchrun.
+unless Accelerate is told to use the CPU, so a CPU run sets ``ACCELERATE_USE_CPU=true``; a
+CUDA run must not (Accelerate would then put the model on the CPU under an NCCL-less gloo
+group while the precision plan says CUDA). Each rank gets one OpenMP thread unless the caller
+sets ``OMP_NUM_THREADS``: ranks x threads must not oversubscribe the cores. A timeout or
+Ctrl-C stops every rank (by PID), not just torchrun.
 """
 
 from __future__ import annotations
@@ -53,9 +55,30 @@ def torchrun_command(nproc: int, config_path: Path) -> list[str]:
     ]
 
 
-def child_env(settings: TwinSettings, extra: dict[str, str] | None = None) -> dict[str, str]:
+def cuda_devices() -> int:
+    """CUDA devices torch sees here (0 without a GPU or a CUDA build)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def process_count(requested: int, gpus: int) -> int:
+    """One rank per GPU at most: two NCCL ranks cannot share a device."""
+    if gpus and requested > gpus:
+        log.warning(
+            "fewer GPUs than requested training processes; one process per GPU",
+            extra={"requested": requested, "gpus": gpus},
+        )
+        return gpus
+    return requested
+
+
+def child_env(
+    settings: TwinSettings, extra: dict[str, str] | None = None, *, gpus: int = 0
+) -> dict[str, str]:
     env = {**os.environ, **to_env(settings), **(extra or {})}
-    env["ACCELERATE_USE_CPU"] = "true"
+    if not gpus:
+        env["ACCELERATE_USE_CPU"] = "true"
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -79,10 +102,12 @@ class LocalRun:
         self.config_path = work_dir / "training_config.json"
         self.config_path.write_text(config.model_dump_json(), encoding="utf-8")
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        gpus = cuda_devices()
+        nproc = process_count(nproc, gpus)
         self.command = torchrun_command(nproc, self.config_path)
         self.process = subprocess.Popen(
             self.command,
-            env=child_env(settings, env),
+            env=child_env(settings, env, gpus=gpus),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -174,7 +199,7 @@ def run_local(
     prefix: str = "[train] ",
     env: dict[str, str] | None = None,
 ) -> TrainingResult:
-    """Train with ``nproc`` CPU processes and return the published result.
+    """Train with ``nproc`` processes (at most one per GPU) and return the published result.
 
     Raises ``TrainingFailedError`` with the end of the log when torchrun fails or times out.
     """
