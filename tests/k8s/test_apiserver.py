@@ -39,7 +39,12 @@ RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 PYTORCHJOB = {"group": "kubeflow.org", "version": "v1", "plural": "pytorchjobs"}
 LAUNCHED = (
     ("kubeflow.org", "pytorchjobs", ("create", "get", "list", "watch", "delete")),
-    ("serving.kserve.io", "inferenceservices", ("create", "get", "list", "watch", "delete")),
+    # The deployer patches the service to add, promote and remove canaries.
+    (
+        "serving.kserve.io",
+        "inferenceservices",
+        ("create", "get", "list", "watch", "patch", "delete"),
+    ),
 )
 
 PRIVILEGED_CONTAINER = {
