@@ -100,13 +100,14 @@ def test_stop_strings_end_the_answer_before_the_stop_string(generator):
     assert last == stopped
 
 
-def test_generation_is_cut_at_the_timeout(serving_base_model):
+def test_generation_is_cut_at_the_timeout(serving_base_model, caplog):
     quick = TransformersGenerator(serving_base_model, ServingSettings(generation_timeout_s=0.05))
     started = time.monotonic()
     result = quick.generate(CHAT, GenerationParams(max_tokens=200))
     assert time.monotonic() - started < 5
     assert result.completion_tokens < 200
     assert result.finish_reason == "length"
+    assert "cut by the time limit" in caplog.text
 
 
 def test_a_stream_being_read_holds_the_only_slot(serving_base_model):

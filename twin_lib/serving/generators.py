@@ -179,14 +179,15 @@ class TransformersGenerator:
         import torch
 
         inputs = self._encode(messages, params)
-        started = time.monotonic()
         with self.slots.turn(), self._randomness(params), torch.inference_mode():
+            started = time.monotonic()
             output = self.model.generate(**inputs, **self._options(params))
+            elapsed_s = time.monotonic() - started
         new_tokens = output[0, inputs["input_ids"].shape[1] :].tolist()
         text, hit_stop = trim_at_stop(
             self.tokenizer.decode(new_tokens, skip_special_tokens=True), params.stop
         )
-        return self._result(text, hit_stop, inputs, new_tokens, time.monotonic() - started)
+        return self._result(text, hit_stop, inputs, new_tokens, params, elapsed_s)
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -221,7 +222,7 @@ class TransformersGenerator:
             raise run.error
         new_tokens = run.output[0, inputs["input_ids"].shape[1] :].tolist()
         elapsed_s = time.monotonic() - started
-        yield self._result(holdback.text, holdback.stopped, inputs, new_tokens, elapsed_s)
+        yield self._result(holdback.text, holdback.stopped, inputs, new_tokens, params, elapsed_s)
 
     def _encode(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Any:
         prompt = render_chat(self.tokenizer, messages)
@@ -280,12 +281,13 @@ class TransformersGenerator:
         hit_stop: bool,
         inputs: Any,
         new_tokens: list[int],
+        params: GenerationParams,
         elapsed_s: float,
     ) -> Generation:
         """``text`` is already cut at the stop string ``hit_stop`` says was written."""
         ended = bool(new_tokens) and new_tokens[-1] in self._end_ids()
         finish: FinishReason = "stop" if hit_stop or ended else "length"
-        if finish == "length" and elapsed_s >= self.serving.generation_timeout_s:
+        if finish == "length" and len(new_tokens) < params.max_tokens:  # max_time stopped it
             logger.warning(
                 "generation cut by the time limit",
                 extra={
