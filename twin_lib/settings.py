@@ -626,6 +626,49 @@ class ServingSettings(BaseModel):
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
 
+class JudgeSettings(BaseModel):
+    """The optional pairwise LLM judge: any OpenAI-compatible chat endpoint, temperature 0."""
+
+    enabled: bool = Field(default=False, description="off: no endpoint is called")
+    endpoint: OpenAIEndpointSettings = Field(default_factory=OpenAIEndpointSettings)
+    max_tokens: int = Field(default=64, ge=1, description="tokens of one verdict")
+
+
+class EvaluationSettings(BaseModel):
+    """How a candidate is measured against its base model (both measured the same way)."""
+
+    max_questions: int = Field(
+        default=12, ge=1, description="held-out questions both models answer (greedy)"
+    )
+    max_retrieval_questions: int = Field(
+        default=100, ge=1, description="questions with a known source chunk scored for hit@k"
+    )
+    max_new_tokens: int = Field(default=128, ge=1, description="tokens of one evaluated answer")
+    perplexity_batch_size: int = Field(default=8, ge=1)
+    perplexity_max_tokens: int = Field(
+        default=512, ge=8, description="tokens of one held-out text scored (longer are cut)"
+    )
+    char_ngrams: tuple[int, int] = Field(
+        default=(2, 4), description="character n-gram sizes of the style TF-IDF (min, max)"
+    )
+    grounding_cosine: float = Field(
+        default=0.75, gt=0, le=1, description="embedding cosine that makes a sentence supported"
+    )
+    grounding_overlap: float = Field(
+        default=0.8, gt=0, le=1, description="share of a sentence's words found in one chunk"
+    )
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\bI (?:can(?:no|')t|am unable to|won't) (?:help|answer|assist)",
+            r"\bI (?:do not|don't) (?:know|have (?:any )?information)",
+            r"\bas an AI\b",
+        ],
+        description="regular expressions (case-insensitive) that mark a refusal",
+    )
+    samples: int = Field(default=6, ge=0, description="side-by-side answers in the report")
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -648,6 +691,7 @@ class TwinSettings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     log_level: str = "INFO"
     log_json: bool = False
 
