@@ -105,6 +105,11 @@ class ModelVersion(BaseModel):
         default_factory=dict, description="where and how it ran (backend, job name, duration)"
     )
     deployments: list[DeploymentEvent] = Field(default_factory=list)
+    evaluation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the latest evaluation against the base model: headline figures and "
+        "where its evaluation.json and evaluation.html are",
+    )
 
     def was_deployed(self) -> bool:
         return any(change.status == ModelStatus.DEPLOYED for change in self.history)

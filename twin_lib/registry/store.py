@@ -346,6 +346,14 @@ class ModelRegistry:
         )
         return updated
 
+    def record_evaluation(self, name: str, version: str, summary: dict[str, Any]) -> ModelVersion:
+        """Attach the summary of an evaluation (replacing an earlier one) with ``If-Match``."""
+        updated = self._update(
+            name, version, lambda model: model.model_copy(update={"evaluation": summary})
+        )
+        log.info("evaluation recorded", extra={"model": name, "version": version})
+        return updated
+
     def _update(
         self, name: str, version: str, change: Callable[[ModelVersion], ModelVersion]
     ) -> ModelVersion:
