@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twin_lib.domain import Category
@@ -669,6 +669,44 @@ class EvaluationSettings(BaseModel):
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
 
 
+class GateSettings(BaseModel):
+    """The promotion gate: which reviews count and the numbers a candidate must reach.
+
+    Automatic-metric floors are relative to the candidate's own base model, measured the
+    same way in the same evaluation, so they mean the same on any corpus or model size.
+    Review thresholds apply only to a backend with human reviewers.
+    """
+
+    review_backend: str | None = Field(
+        default=None,
+        description="auto (automatic metrics only) or argilla; unset: argilla when argilla.url "
+        "is set explicitly (env, .env, flags), else auto",
+    )
+    perplexity_tolerance: float = Field(
+        default=0.05, ge=0, description="candidate held-out perplexity <= base x (1 + this)"
+    )
+    min_style_gain: float = Field(
+        default=0.0, description="candidate style position minus the base's, at least"
+    )
+    min_hit_at_k: float = Field(default=0.5, ge=0, le=1, description="retrieval hit@k floor")
+    min_grounding: float | None = Field(
+        default=None, ge=0, le=1, description="share of answer sentences supported (None: off)"
+    )
+    max_refusal_increase: float | None = Field(
+        default=0.1, ge=0, description="candidate refusal rate <= base + this (None: off)"
+    )
+    min_judge_win_rate: float | None = Field(
+        default=None, ge=0, le=1, description="pairwise judge's share won over the base (None: off)"
+    )
+    review_samples: int = Field(default=20, ge=1, description="answers sent for review")
+    min_responses: int = Field(default=3, ge=1, description="submitted reviews before deciding")
+    min_mean_rating: float = Field(default=3.5, ge=1, le=5, description="on the 1-5 scale")
+    min_approval_rate: float = Field(default=0.6, ge=0, le=1)
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="reviewers agreeing on approve/reject (None: off)"
+    )
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -691,9 +729,19 @@ class TwinSettings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @model_validator(mode="after")
+    def _resolve_review_backend(self) -> TwinSettings:
+        """Decided once, when settings are read: ``to_env`` writes every field (the Argilla
+        URL's default too), so a child process re-deriving it would always see Argilla."""
+        if self.gate.review_backend is None:
+            explicit = "url" in self.argilla.model_fields_set
+            self.gate.review_backend = "argilla" if explicit else "auto"
+        return self
 
 
 def load_settings(**overrides: object) -> TwinSettings:
