@@ -6,6 +6,7 @@ Tests and benchmarks use it so they never touch a developer's running stack or d
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -60,3 +61,17 @@ def isolated_settings(state_dir: Path, base: TwinSettings | None = None) -> Twin
             ),
         }
     )
+
+
+def private_stores(settings: TwinSettings, collection_prefix: str = "T") -> TwinSettings:
+    """Buckets and a collection of their own on a shared stack, so one test's exact counts
+    and newest versions are not another's."""
+    tag = uuid.uuid4().hex[:8]
+    minio = settings.minio.model_copy(
+        update={
+            name: f"{name.removesuffix('_bucket')}-{tag}"
+            for name in ("raw_bucket", "features_bucket", "datasets_bucket", "models_bucket")
+        }
+    )
+    weaviate = settings.weaviate.model_copy(update={"collection": f"{collection_prefix}{tag}"})
+    return settings.model_copy(update={"minio": minio, "weaviate": weaviate})

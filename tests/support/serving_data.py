@@ -13,10 +13,10 @@ merged weights are the tiny offline base model, and ``resolve_served_model`` res
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.isolated import private_stores
 from twin_lib.crawl import Source
 from twin_lib.registry.models import ModelStatus, ModelVersion
 from twin_lib.registry.store import ModelRegistry
@@ -165,21 +165,11 @@ class ServedSetup:
 
 def private_settings(stack: TwinSettings, cache_dir: Path) -> TwinSettings:
     """Buckets, a collection and a model cache of its own on the shared session stack."""
-    tag = uuid.uuid4().hex[:8]
-    minio = stack.minio.model_copy(
+    settings = private_stores(stack, collection_prefix="Served")
+    return settings.model_copy(
         update={
-            name: f"{name.removesuffix('_bucket')}-{tag}"
-            for name in ("raw_bucket", "features_bucket", "datasets_bucket", "models_bucket")
-        }
-    )
-    weaviate = stack.weaviate.model_copy(update={"collection": f"Served{tag}"})
-    serving = stack.serving.model_copy(update={"model_name": MODEL_NAME})
-    return stack.model_copy(
-        update={
-            "minio": minio,
-            "weaviate": weaviate,
-            "serving": serving,
-            "stack": stack.stack.model_copy(update={"cache_dir": cache_dir}),
+            "serving": settings.serving.model_copy(update={"model_name": MODEL_NAME}),
+            "stack": settings.stack.model_copy(update={"cache_dir": cache_dir}),
         }
     )
 

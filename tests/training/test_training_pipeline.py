@@ -7,13 +7,13 @@ model's and whose lineage reaches the author's source files. Two torchrun proces
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
+from tests.support.isolated import private_stores
 from twin_lib.cli import app
 from twin_lib.crawl import Source
 from twin_lib.registry.models import ModelStatus
@@ -38,15 +38,7 @@ AUTHOR = "Ada"
 @pytest.fixture
 def private(stack_settings: TwinSettings) -> TwinSettings:
     """Buckets and a collection of this test only, so other tests' exact counts hold."""
-    tag = uuid.uuid4().hex[:8]
-    minio = stack_settings.minio.model_copy(
-        update={
-            name: f"{name.removesuffix('_bucket')}-{tag}"
-            for name in ("raw_bucket", "features_bucket", "datasets_bucket", "models_bucket")
-        }
-    )
-    weaviate = stack_settings.weaviate.model_copy(update={"collection": f"T{tag}"})
-    return stack_settings.model_copy(update={"minio": minio, "weaviate": weaviate})
+    return private_stores(stack_settings)
 
 
 def small_training() -> dict:
