@@ -46,7 +46,7 @@ def dataset_step(
     instruction snapshot id) with the run's ``datasets`` settings; returns the snapshot id."""
     from twin_lib.settings import load_settings
     from twin_lib.steps.datasets import build_instruction_dataset, build_preference_dataset
-    from twin_lib.steps.training import local_model_dir
+    from twin_lib.steps.model_files import local_model_dir
 
     settings = load_settings(datasets=datasets)
     common = {

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +162,11 @@ TORCH_LINKED = {
 GPU_ONLY = re.compile(r"(nvidia-|cuda-)|triton$")
 
 
-def _torch_gpu_packages() -> set[str]:
-    """CUDA-only packages in torch's dependency closure in uv.lock, extras followed."""
+def _lock_closure(roots: list[str]) -> set[str]:
+    """Every package reachable from ``roots`` in uv.lock, extras followed."""
     packages = {p["name"]: p for p in tomllib.loads((REPO / "uv.lock").read_text())["package"]}
-    seen: set[str] = set()
-    todo = ["torch"]
+    seen: set[str] = set(roots)
+    todo = list(roots)
     while todo:
         package = packages[todo.pop()]
         deps = list(package.get("dependencies", []))
@@ -173,7 +177,48 @@ def _torch_gpu_packages() -> set[str]:
             if dep["name"] not in seen:
                 seen.add(dep["name"])
                 todo.append(dep["name"])
-    return {name for name in seen if GPU_ONLY.match(name)}
+    return seen
+
+
+def _torch_gpu_packages() -> set[str]:
+    """CUDA-only packages in torch's dependency closure in uv.lock."""
+    return {name for name in _lock_closure(["torch"]) - {"torch"} if GPU_ONLY.match(name)}
+
+
+def _runtime_imports(tree: ast.AST) -> Iterator[str]:
+    """Modules a file imports when it runs (``if TYPE_CHECKING:`` blocks left out)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            node.body = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _imported_distributions(roots: list[str]) -> set[str]:
+    """Distributions the project's own code imports, following its modules from ``roots``
+    (function-level imports included: a lazy import fails in the pod all the same)."""
+    seen: set[str] = set()
+    todo = list(roots)
+    external: set[str] = set()
+    while todo:
+        name = todo.pop()
+        path = REPO / Path(*name.split("."))
+        file = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        if name in seen or not file.is_file():
+            continue
+        seen.add(name)
+        for module in _runtime_imports(ast.parse(file.read_text())):
+            top = module.split(".")[0]
+            if top == "twin_lib":
+                todo.append(module)
+            elif top not in sys.stdlib_module_names:
+                external.add(top)
+    owners = importlib.metadata.packages_distributions()
+    return {re.sub(r"[-_.]+", "-", d).lower() for top in external for d in owners.get(top, [top])}
 
 
 def _dockerfile(image: str) -> str:
@@ -219,3 +264,17 @@ def test_each_image_installs_only_existing_extras() -> None:
         else:
             assert {"features", "orchestration"} <= wanted
         assert "INDEX" not in (REPO / artifact["docker"]["dockerfile"]).read_text()
+
+
+def test_serving_image_installs_what_the_predictor_imports() -> None:
+    """The serving image has the base dependencies and the serving extra only: an import
+    the predictor makes from another extra would fail in the pod, not in this checkout."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    project = next(p for p in lock["package"] if p["name"] == "llm-twin")
+    roots = [d["name"] for d in project["dependencies"]]
+    roots += [d["name"] for d in project["optional-dependencies"]["serving"]]
+    installed = _lock_closure(roots)
+    imported = _imported_distributions(
+        ["twin_lib.serving.server", "twin_lib.serving.twin", "twin_lib.features.embedding"]
+    )
+    assert imported - installed == set(), "add these to the serving extra in pyproject.toml"

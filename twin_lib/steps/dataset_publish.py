@@ -38,9 +38,9 @@ from twin_lib.steps.dataset_store import (
     find_manifest,
     previous_snapshot,
     publish,
-    quarantine,
     split_key,
 )
+from twin_lib.steps.quality import write_quarantine
 from twin_lib.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -240,4 +240,21 @@ def _summary(
         reports={"validation": str(report)},
         usage=usage,
         metrics=metrics,
+    )
+
+
+def quarantine(
+    minio: MinioSettings,
+    *,
+    prefix: str,
+    suite: str,
+    snapshot_id: str,
+    records: Sequence[QuarantinedRecord],
+) -> str | None:
+    """``<prefix>/<suite>/<snapshot>.jsonl`` in the datasets bucket, as the feature suites do."""
+    return write_quarantine(
+        records,
+        minio=minio,
+        bucket=minio.datasets_bucket,
+        key=f"{prefix}/{suite}/{snapshot_id}.jsonl",
     )

@@ -13,14 +13,11 @@ same examples again finds the existing snapshot and leaves it (and its parent) u
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 from twin_lib.domain.datasets import SPLITS, DatasetKind, DatasetLineage, DatasetManifest
 from twin_lib.hashing import sha256_file
-from twin_lib.quality.gate import QuarantinedRecord
 from twin_lib.settings import MinioSettings
-from twin_lib.steps.quality import write_quarantine
 from twin_lib.storage import ObjectNotFoundError, ObjectStore, StorageError
 
 logger = logging.getLogger(__name__)
@@ -125,21 +122,4 @@ def publish(
     logger.info(
         "dataset snapshot published",
         extra={"snapshot": manifest.snapshot_id, "uri": f"s3://{bucket}/{prefix}/"},
-    )
-
-
-def quarantine(
-    minio: MinioSettings,
-    *,
-    prefix: str,
-    suite: str,
-    snapshot_id: str,
-    records: Sequence[QuarantinedRecord],
-) -> str | None:
-    """``<prefix>/<suite>/<snapshot>.jsonl`` in the datasets bucket, as the feature suites do."""
-    return write_quarantine(
-        records,
-        minio=minio,
-        bucket=minio.datasets_bucket,
-        key=f"{prefix}/{suite}/{snapshot_id}.jsonl",
     )

@@ -21,7 +21,7 @@ from twin_lib.serving.contracts import ServedModel
 from twin_lib.settings import TwinSettings
 from twin_lib.steps.dataset_store import read_manifest
 from twin_lib.steps.feature_state import collection_feature_version
-from twin_lib.steps.training import local_model_dir
+from twin_lib.steps.model_files import local_model_dir
 from twin_lib.storage import ObjectNotFoundError
 
 logger = logging.getLogger(__name__)

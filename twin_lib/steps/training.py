@@ -8,7 +8,6 @@ TrainJob's pods and a local torchrun all start from the same ``s3://`` prefix.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from twin_lib.training.config import TrainingConfig, join_uri
 from twin_lib.training.launchers import LaunchResult
 from twin_lib.training.local_launch import read_result
 from twin_lib.training.outputs import TrainingResult
-from twin_lib.training.transfer import Transfer, is_s3
+from twin_lib.training.transfer import Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -62,30 +61,6 @@ def prepare_base_model(settings: TwinSettings) -> BaseModelSummary:
         transfer.upload_file(local / RECORD_FILE, join_uri(uri, RECORD_FILE))
         logger.info("published the offline base model", extra={"uri": uri, "files": files + 1})
     return summary.model_copy(update={"base_model": uri})
-
-
-def local_model_dir(uri: str, settings: TwinSettings) -> Path:
-    """A directory holding the model at ``uri`` (downloaded once into the cache for ``s3://``).
-
-    A hub id is returned as a path-like name, which ``from_pretrained`` resolves itself.
-    """
-    if not is_s3(uri):
-        return Path(uri)
-    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    target = settings.stack.cache_dir / "models" / "downloads" / digest
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
-    try:
-        Transfer(settings.minio).download_tree(uri, staging)
-        staging.rename(target)
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 class TrainedCandidate(BaseModel):
