@@ -160,6 +160,20 @@ def test_a_model_trained_on_other_features_is_refused(served_setup: ServedSetup)
     assert "re-run the feature pipeline" in message
 
 
+def test_a_model_trained_on_chunks_of_two_feature_versions_is_refused(
+    served_setup: ServedSetup,
+) -> None:
+    name = fresh_name()
+    settings = serving(served_setup.settings, model_name=name, version=None)
+    mixed = copied_manifest(
+        served_setup, feature_version=f"{served_setup.model.feature_version}+0ldf3a7u4e5s"
+    )
+    register_model(settings, name, served_setup.base_model, {"instruction": mixed})
+
+    with pytest.raises(ModelNotServableError, match="disagree on the feature version"):
+        resolve_served_model(settings, model_dir=served_setup.base_model)
+
+
 def test_a_collection_without_features_is_refused(served_setup: ServedSetup) -> None:
     name = fresh_name()
     settings = serving(served_setup.settings, model_name=name, version=None)

@@ -96,14 +96,13 @@ def _check_status(model: ModelVersion, allow_unapproved: bool) -> None:
     )
 
 
-def _single(values: set[str], what: str, model: ModelVersion) -> str:
-    if len(values) != 1 or "+" in next(iter(values)):
+def _check_single(values: set[str], what: str, model: ModelVersion) -> None:
+    if len(values) != 1:
         raise ModelNotServableError(
             f"the datasets of {model.name} {model.version} disagree on the {what} "
             f"({', '.join(sorted(values)) or 'none'}): the twin can retrieve from one author's "
             "chunks of one feature version only; train it on datasets built from one collection"
         )
-    return next(iter(values))
 
 
 def _training_origin(settings: TwinSettings, model: ModelVersion) -> DatasetManifest:
@@ -126,9 +125,9 @@ def _training_origin(settings: TwinSettings, model: ModelVersion) -> DatasetMani
     for what, values in (
         ("author", {m.author for m in manifests}),
         ("collection", {m.collection for m in manifests}),
-        ("feature version", {m.feature_version for m in manifests}),
+        ("feature version", {v for m in manifests for v in m.feature_version.split("+")}),
     ):
-        _single(values, what, model)
+        _check_single(values, what, model)
     return manifests[0]
 
 
