@@ -19,12 +19,16 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tests.support.isolated import free_port
 from tests.support.listeners import listening, outside_address
 from tests.support.serving_data import ServedSetup
+from twin_lib.serving.predictor import TwinModel
+from twin_lib.serving.server import mount
 from twin_lib.settings import TwinSettings, to_env
-from twin_lib.storage import ObjectStore
+from twin_lib.storage import ObjectStore, VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +41,14 @@ MAX_MESSAGES = 6
 @dataclass
 class Server:
     url: str
-    pid: int
+    process: subprocess.Popen[bytes]
     settings: TwinSettings
     log: Path
     questions: list[tuple[str, str]]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     @property
     def name(self) -> str:
@@ -91,7 +99,8 @@ def server(served_setup: ServedSetup, tmp_path_factory: pytest.TempPathFactory) 
     serving.max_tokens_limit = MAX_TOKENS_LIMIT
     serving.max_prompt_chars = MAX_PROMPT_CHARS
     serving.max_messages = MAX_MESSAGES
-    serving.record_flush_s = 0.5
+    serving.record_flush_s = 3600  # recorded on SIGTERM: the last test checks the flush
+    serving.record_batch_size = 1000
     serving.answers_prefix = f"answers-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("http-server") / "server.log"
     env = {
@@ -112,7 +121,7 @@ def server(served_setup: ServedSetup, tmp_path_factory: pytest.TempPathFactory) 
         )
     try:
         _wait_ready(url, process, log, timeout_s=300)
-        yield Server(url, process.pid, settings, log, served_setup.questions)
+        yield Server(url, process, settings, log, served_setup.questions)
     finally:
         _stop(process)
 
@@ -399,28 +408,108 @@ def test_the_rest_server_listens_on_loopback_only(server: Server) -> None:
             httpx.get(f"http://{outside}:{port}/v2/health/ready", timeout=3)
 
 
-def test_answers_are_recorded_in_minio(server: Server) -> None:
+# --- in this process: the timeout and readiness paths ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(served_setup: ServedSetup) -> Iterator[TwinModel]:
+    settings = served_setup.settings.model_copy(deep=True)
+    settings.serving.record_answers = False
+    settings.serving.default_max_tokens = 4
+    model = TwinModel(settings)
+    model.load()
+    yield model
+    model.stop()
+
+
+def _app(model: TwinModel) -> TestClient:
+    app = FastAPI()
+    mount(app, model)
+    return TestClient(app)
+
+
+def test_a_generation_over_the_timeout_gets_504_and_the_next_request_is_served(
+    loaded: TwinModel,
+) -> None:
+    client, body = _app(loaded), _chat(model=loaded.name)
+    loaded.serving.generation_timeout_s = 0.001
+    try:
+        for stream in (False, True):
+            response = client.post(CHAT, json=body | {"stream": stream})
+            assert response.status_code == 504, response.text
+            error = response.json()["error"]
+            assert error["type"] == "timeout_error"
+            assert "serving.generation_timeout_s" in error["message"]
+    finally:
+        loaded.serving.generation_timeout_s = 120
+    assert client.post(CHAT, json=body).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_failing_retrieval_answers_500_at_once_not_a_timeout(
+    served_setup: ServedSetup, stream: bool
+) -> None:
+    """Weaviate goes away under the loaded twin (its client now points at a port where
+    nothing listens): retrieval fails for real, and a streamed request must report it at
+    once rather than wait out the generation timeout."""
+    settings = served_setup.settings.model_copy(deep=True)
+    settings.serving.record_answers = False
+    settings.serving.generation_timeout_s = 30
+    model = TwinModel(settings)
+    model.load()
+    try:
+        assert model.twin is not None
+        retriever = model.twin.retriever.inner  # type: ignore[attr-defined]
+        retriever.close()
+        gone = settings.weaviate.model_copy(
+            update={"http_port": free_port(), "grpc_port": free_port()}
+        )
+        retriever.store = VectorStore(gone)
+        started = time.monotonic()
+        response = _app(model).post(CHAT, json=_chat() | {"stream": stream})
+        assert response.status_code == 500, response.text
+        assert response.json()["error"]["type"] == "server_error"
+        assert time.monotonic() - started < 20
+    finally:
+        model.stop()
+
+
+def test_a_model_that_is_not_loaded_answers_503(served_setup: ServedSetup) -> None:
+    client = _app(TwinModel(served_setup.settings))
+    response = client.post(CHAT, json=_chat())
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["type"] == "service_unavailable_error"
+
+
+# --- last: stopping the server (SIGTERM) flushes the answers it still holds -------------------
+
+
+def test_sigterm_stops_the_server_and_records_every_answer(server: Server) -> None:
+    question = server.questions[5][0]
     reply = server.openai().chat.completions.create(
-        model=server.name, messages=[{"role": "user", "content": server.questions[5][0]}]
+        model=server.name, messages=[{"role": "user", "content": question}]
     )
     answer_id = (reply.model_extra or {})["answer_id"]
     settings = server.settings
-    store = ObjectStore(settings.minio)
+    store, bucket = ObjectStore(settings.minio), settings.minio.datasets_bucket
     prefix = (
         f"{settings.serving.answers_prefix}/{settings.serving.model_name}/"
         f"{settings.serving.version}/"
     )
-    deadline = time.monotonic() + 30
-    records: dict[str, dict[str, object]] = {}
-    while answer_id not in records and time.monotonic() < deadline:
-        time.sleep(0.25)
-        for info in store.list(settings.minio.datasets_bucket, prefix):
-            for line in store.get_bytes(settings.minio.datasets_bucket, info.key).splitlines():
-                record = json.loads(line)
-                records[record["id"]] = record
+    assert store.list(bucket, prefix) == [], "nothing is written before a batch or a flush"
+
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, _log_tail(server.log)
+
+    records = {
+        record["id"]: record
+        for info in store.list(bucket, prefix)
+        for record in map(json.loads, store.get_bytes(bucket, info.key).splitlines())
+    }
     assert answer_id in records, f"{answer_id} not recorded under {prefix}: {sorted(records)}"
+    assert len(records) > 16, "every answer of this module's tests is recorded"
     record = records[answer_id]
-    assert record["question"] == server.questions[5][0]
+    assert record["question"] == question
     assert record["answer"] == reply.choices[0].message.content
     assert record["chunk_ids"] == [s["chunk_id"] for s in (reply.model_extra or {})["sources"]]
     assert record["latency_ms"] > 0

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from twin_lib.serving.openai_api import (
     text_completion,
 )
 from twin_lib.serving.recorder import AnswerRecorder
-from twin_lib.serving.twin import Twin, build_twin
+from twin_lib.serving.twin import Twin, build_twin, close_if_closable
 from twin_lib.settings import TwinSettings
 from twin_lib.steps.serving import resolve_served_model
 from twin_lib.storage import ObjectStore
@@ -190,8 +190,11 @@ class TwinModel(Model):
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def drive() -> None:
-            deltas = twin.stream(messages, params)
+            deltas: Iterator[AnswerDelta] = iter(())
             try:
+                if abandoned.is_set():  # timed out while queued: nobody waits for it any more
+                    return
+                deltas = twin.stream(messages, params)  # retrieves: may fail before any piece
                 for delta in deltas:
                     if abandoned.is_set():
                         return
@@ -200,9 +203,7 @@ class TwinModel(Model):
             except Exception as error:  # handed to the request that owns it
                 hand_over(error)
             finally:
-                close = getattr(deltas, "close", None)
-                if callable(close):
-                    close()
+                close_if_closable(deltas)
 
         self._workers.submit(drive)
         deadline = loop.time() + self.serving.generation_timeout_s

@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level, as_json=settings.log_json)
+    if settings.log_level.upper() != "DEBUG":
+        # KServe logs two timing lines per request; twin_requests_total and the latency
+        # histograms on /metrics carry the same, so they are kept for debugging only.
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     if args.workers != 1:
         raise SystemExit(
             f"--workers {args.workers}: the twin holds one model in this process; "
