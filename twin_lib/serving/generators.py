@@ -41,19 +41,19 @@ class GeneratorBusyError(TimeoutError):
 class Slots:
     """At most ``size`` generations at once; a caller waits at most ``wait_s`` for a turn."""
 
-    def __init__(self, size: int, wait_s: float, what: str) -> None:
+    def __init__(self, size: int, wait_s: float, what: str, setting: str) -> None:
         self._semaphore = threading.BoundedSemaphore(size)
         self.size = size
         self.wait_s = wait_s
         self.what = what
+        self.setting = setting
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
         if not self._semaphore.acquire(timeout=self.wait_s):
             raise GeneratorBusyError(
                 f"{self.what} stayed busy with {self.size} generation(s) for {self.wait_s:g} s; "
-                "retry later, or raise serving.max_concurrent_generations if the hardware has "
-                "room for more"
+                f"retry later, or raise {self.setting} if the hardware has room for more"
             )
         try:
             yield
@@ -158,6 +158,7 @@ class TransformersGenerator:
             serving.max_concurrent_generations,
             serving.generation_timeout_s,
             f"the model {self.name}",
+            "serving.max_concurrent_generations",
         )
         self._warned_window = False
         logger.info(
@@ -364,7 +365,12 @@ class EndpointGenerator:
                 "install it in the serving image, or use TWIN_SERVING__GENERATOR=local"
             ) from error
         self.endpoint = ChatEndpoint(endpoint)
-        self.slots = Slots(endpoint.max_concurrency, endpoint.timeout_s, self.endpoint.label)
+        self.slots = Slots(
+            endpoint.max_concurrency,
+            endpoint.timeout_s,
+            self.endpoint.label,
+            "serving.endpoint.max_concurrency",
+        )
 
     @property
     def name(self) -> str:
