@@ -165,7 +165,7 @@ def ask(
                 answer = _streamed(client, question, max_tokens)
             else:
                 answer = client.ask(question, max_tokens=max_tokens)
-                show(answer.text)
+                show(answer.text.strip() or "(the model wrote only whitespace)")
     except TwinClientError as error:
         raise fail(str(error)) from error
     _print_sources(answer)
@@ -194,7 +194,11 @@ def _print_sources(answer: ClientAnswer) -> None:
     if not answer.sources:
         show("(no sources: the twin found none of the author's text for this question)")
         return
-    table = Table("#", "url", "title", "chunk id", "score")
+    table = Table("#")
+    table.add_column("url", overflow="fold")  # a URL is data: wrapped whole, never cut short
+    table.add_column("title")
+    table.add_column("chunk id", no_wrap=True)
+    table.add_column("score", justify="right")
     for number, source in enumerate(answer.sources, 1):
         table.add_row(
             str(number),
