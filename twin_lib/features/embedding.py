@@ -63,7 +63,9 @@ def embed_texts(
         done, elapsed = len(vectors), time.monotonic() - started
         rate = done / elapsed if elapsed else 0.0
         eta = (len(texts) - done) / rate if rate else 0.0
-        logger.info("embedded %d/%d chunks (%.1f/s, ETA %.0fs)", done, len(texts), rate, eta)
+        # Progress is for bulk work; a served question is one text per request.
+        level = logging.INFO if len(texts) > settings.batch_size else logging.DEBUG
+        logger.log(level, "embedded %d/%d chunks (%.1f/s, ETA %.0fs)", done, len(texts), rate, eta)
     return vectors
 
 
