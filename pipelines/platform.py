@@ -112,6 +112,11 @@ STEP_PROFILES: dict[str, StepProfile] = {
     # Serving: changes the cluster's InferenceService and the registry. Not retried: a
     # retry after a failed canary check would roll the same version out again.
     "deploy-model": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
+    # Promotion gate: request-review sends samples (idempotent per version and sample, so
+    # retried); decide-promotion records approve or reject, and a retry after a recorded
+    # decision would move on to another candidate (or none), so it is not retried.
+    "request-review": _step(STREAMING, side_effects=True),
+    "decide-promotion": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
 }
 
 RETRIES = 3

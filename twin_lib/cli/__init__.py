@@ -11,6 +11,7 @@ from twin_lib.cli import (
     manifests,
     models,
     pipeline,
+    promote,
     serve,
     snapshots,
     stack,
@@ -31,9 +32,11 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
 app.add_typer(base_model.app, name="base-model")
 app.add_typer(serve.app, name="serve")
+app.add_typer(promote.app, name="reviews")
 app.command()(features.crawl)
 app.command()(features.features)
 app.command("forget-source")(features.forget_source)
 app.command()(serve.ask)
 app.command()(deploy.deploy)
 app.command()(deploy.rollback)
+app.command()(promote.promote)

@@ -188,7 +188,9 @@ def review_backend(settings: TwinSettings, name: str | None = None) -> ReviewBac
     factory = BACKENDS.get(chosen)
     if factory is None:
         known = ", ".join(sorted(BACKENDS))
-        why = " (the default when argilla.url is set)" if chosen == "argilla" else ""
+        why = (
+            " (the default when argilla.url is set)" if name is None and chosen == "argilla" else ""
+        )
         raise UnknownReviewBackendError(
             f"review backend {chosen!r}{why} is not available in this installation (available: "
             f"{known}). Set TWIN_GATE__REVIEW_BACKEND=auto (or pass --review-backend auto) to "
