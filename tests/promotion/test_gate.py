@@ -23,6 +23,7 @@ from twin_lib.registry.store import ModelRegistry
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.steps.deploy import NotDeployableError, deploy_version
 from twin_lib.steps.promotion import (
+    ApprovedNotDeployedError,
     PromotionError,
     decide_version,
     promote,
@@ -151,6 +152,25 @@ def test_the_newest_candidate_is_decided_and_a_version_without_evaluation_waits(
     older = decide_version(gate_settings, evaluated.version, by="test gate", record=False)
     assert older.outcome == Outcome.APPROVE and not older.recorded
     assert registry.get(name, evaluated.version).status == ModelStatus.CANDIDATE
+    with pytest.raises(NotDeployableError, match="is candidate"):
+        deploy_version(gate_settings, evaluated.version, by="test gate")
+
+
+def test_a_failed_deployment_keeps_the_approval_and_says_how_to_deploy_later(
+    gate_settings: TwinSettings, registry: ModelRegistry
+) -> None:
+    name = _name(gate_settings)
+    serving, candidate = _deployed_and_candidate(registry, name)
+
+    def unreachable(model: ModelVersion) -> None:
+        raise ConnectionError("cluster unreachable")
+
+    with pytest.raises(ApprovedNotDeployedError, match=f"twin deploy {candidate.version}"):
+        promote(gate_settings, by="test gate", deploy=unreachable)
+    assert registry.get(name, candidate.version).status == ModelStatus.APPROVED
+    assert registry.get(name, serving.version).status == ModelStatus.DEPLOYED
+    recorded = read_decision(gate_settings, candidate.version)
+    assert recorded is not None and recorded.outcome == Outcome.APPROVE
 
 
 def test_review_request_sends_the_evaluated_samples_and_status_reads_responses(

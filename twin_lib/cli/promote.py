@@ -94,13 +94,18 @@ def promote(
 ) -> None:
     """Decide on a candidate (approve, reject or wait) and deploy it if approved."""
     from twin_lib.promotion.decision import Outcome
+    from twin_lib.steps.promotion import ApprovedNotDeployedError
     from twin_lib.steps.promotion import promote as promote_version
 
     settings = settings_of(ctx)
     with _reported():
-        result = promote_version(
-            settings, version, by=by, name=model, backend=review_backend, dry_run=dry_run
-        )
+        try:
+            result = promote_version(
+                settings, version, by=by, name=model, backend=review_backend, dry_run=dry_run
+            )
+        except ApprovedNotDeployedError as error:
+            _print_decision(error.decision)
+            raise fail(str(error)) from error
     decision = result.decision
     _print_decision(decision)
     if result.deployment:

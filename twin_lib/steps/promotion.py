@@ -67,6 +67,17 @@ class NoCandidateError(PromotionError):
     """No version of the model waits for a decision."""
 
 
+class ApprovedNotDeployedError(RuntimeError):
+    """The gate approved and recorded the version, then deploying it failed."""
+
+    def __init__(self, decision: Decision, cause: BaseException) -> None:
+        super().__init__(
+            f"{decision.model} {decision.version} was approved (recorded in the registry) but "
+            f"not deployed: {cause}. Once that is fixed: `twin deploy {decision.version}`"
+        )
+        self.decision = decision
+
+
 class PromotionResult(BaseModel):
     """What ``promote`` did: the decision and, when approved, the deployment."""
 
@@ -110,7 +121,7 @@ def _read_beside(registry: ModelRegistry, model: ModelVersion, file: str) -> Any
         return None
 
 
-def candidate(
+def candidate_version(
     settings: TwinSettings, version: str | None = None, name: str | None = None
 ) -> ModelVersion:
     """``version`` if it is a candidate; without one, the newest candidate."""
@@ -206,7 +217,7 @@ def request_review(
 ) -> ReviewRequest:
     """Put the candidate's evaluated answers in front of reviewers (the training pipeline's
     last step); what was requested is kept as ``review_request.json`` beside the version."""
-    model = candidate(settings, version, name)
+    model = candidate_version(settings, version, name)
     result = _evaluation(settings, model)
     if result is None:
         raise PromotionError(
@@ -241,7 +252,7 @@ def decide_version(
 ) -> Decision:
     """Collect the evidence on a candidate (default: the newest), decide, and record an
     approval or rejection unless ``record`` is False (a dry run)."""
-    model = candidate(settings, version, name)
+    model = candidate_version(settings, version, name)
     reviews = review_backend(settings, backend).collect(model)
     result = _evaluation(settings, model)
     figures = None if result is None else gate_figures(result)
@@ -341,6 +352,9 @@ def promote(
         return PromotionResult(decision=decision, deployed=False)
     model = _registry(settings).get(decision.model, decision.version)
     check_deployable(model)
-    deployed = (deploy or cluster_deploy(settings, by=by))(model)
+    try:
+        deployed = (deploy or cluster_deploy(settings, by=by))(model)
+    except Exception as error:
+        raise ApprovedNotDeployedError(decision, error) from error
     log.info("approved version deployed", extra={"model": f"{model.name}/{model.version}"})
     return PromotionResult(decision=decision, deployed=True, deployment=_as_record(deployed))
