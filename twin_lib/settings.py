@@ -698,7 +698,9 @@ class GateSettings(BaseModel):
     min_judge_win_rate: float | None = Field(
         default=None, ge=0, le=1, description="pairwise judge's share won over the base (None: off)"
     )
-    review_samples: int = Field(default=20, ge=1, description="answers sent for review")
+    review_samples: int = Field(
+        default=20, ge=1, description="answers sent for review (at most evaluation.samples)"
+    )
     min_responses: int = Field(default=3, ge=1, description="submitted reviews before deciding")
     min_mean_rating: float = Field(default=3.5, ge=1, le=5, description="on the 1-5 scale")
     min_approval_rate: float = Field(default=0.6, ge=0, le=1)
