@@ -8,6 +8,7 @@ so a limit is reported the same way whichever protocol hit it.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from twin_lib.serving import metrics
 
+log = logging.getLogger(__name__)
 OPENAI_PREFIX = "/openai"
 
 
@@ -119,9 +121,19 @@ def _route_kind(request: Request) -> str:
     return "openai" if request.url.path.startswith(OPENAI_PREFIX) else "kserve"
 
 
+def count(error: ServingError, where: str) -> None:
+    """Every refused or failed request is counted; the server's own failures also logged."""
+    metrics.ERRORS.labels(kind=type(error).__name__).inc()
+    if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        log.warning(
+            "request failed",
+            extra={"path": where, "status": int(error.status), "error": error.message},
+        )
+
+
 async def serving_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, ServingError)
-    metrics.ERRORS.labels(kind=type(error).__name__).inc()
+    count(error, request.url.path)
     if _route_kind(request) == "openai":
         return JSONResponse(status_code=error.status, content=error.body())
     return JSONResponse(status_code=error.status, content={"error": error.message})

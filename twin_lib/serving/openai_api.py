@@ -13,9 +13,9 @@ with a message that names the field and the limit.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -265,11 +265,16 @@ class TwinExtras(BaseModel):
         }
 
 
-class ChatCompletion(TwinExtras):
+class _Envelope(TwinExtras):
+    """Fields every completion object and chunk carries."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+
+
+class ChatCompletion(_Envelope):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
     usage: Usage
 
@@ -286,11 +291,8 @@ class ChunkChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionChunk(TwinExtras):
-    id: str
+class ChatCompletionChunk(_Envelope):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
 
@@ -302,11 +304,8 @@ class CompletionChoice(BaseModel):
     logprobs: None = None
 
 
-class Completion(TwinExtras):
-    id: str
+class Completion(_Envelope):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
 
@@ -327,34 +326,27 @@ def completion_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def chat_completion(answer: TwinAnswer, *, request_id: str) -> ChatCompletion:
+def _closing(answer: TwinAnswer, request_id: str, created: int) -> dict[str, Any]:
+    """What the whole answer and the last streamed event share: usage and the extras."""
+    return {
+        "id": request_id,
+        "created": created,
+        "model": answer.model,
+        "usage": Usage.of(answer),
+        **TwinExtras.of(answer),
+    }
+
+
+def chat_completion(answer: TwinAnswer, request_id: str) -> ChatCompletion:
+    message = AssistantMessage(content=answer.text)
     return ChatCompletion(
-        id=request_id,
-        created=int(answer.created.timestamp()),
-        model=answer.model,
-        choices=[
-            ChatChoice(
-                message=AssistantMessage(content=answer.text), finish_reason=answer.finish_reason
-            )
-        ],
-        usage=Usage.of(answer),
-        **TwinExtras.of(answer),
-    )
-
-
-def text_completion(answer: TwinAnswer, *, request_id: str) -> Completion:
-    return Completion(
-        id=request_id,
-        created=int(answer.created.timestamp()),
-        model=answer.model,
-        choices=[CompletionChoice(text=answer.text, finish_reason=answer.finish_reason)],
-        usage=Usage.of(answer),
-        **TwinExtras.of(answer),
+        choices=[ChatChoice(message=message, finish_reason=answer.finish_reason)],
+        **_closing(answer, request_id, int(answer.created.timestamp())),
     )
 
 
 def chat_chunk(
-    request_id: str, model: str, created: int, *, text: str | None = None, first: bool = False
+    request_id: str, model: str, created: int, text: str, first: bool
 ) -> ChatCompletionChunk:
     delta = ChunkDelta(role="assistant" if first else None, content=text)
     return ChatCompletionChunk(
@@ -362,32 +354,46 @@ def chat_chunk(
     )
 
 
-def last_chat_chunk(answer: TwinAnswer, *, request_id: str, created: int) -> ChatCompletionChunk:
+def last_chat_chunk(answer: TwinAnswer, request_id: str, created: int) -> ChatCompletionChunk:
     return ChatCompletionChunk(
-        id=request_id,
-        created=created,
-        model=answer.model,
         choices=[ChunkChoice(delta=ChunkDelta(), finish_reason=answer.finish_reason)],
-        usage=Usage.of(answer),
-        **TwinExtras.of(answer),
+        **_closing(answer, request_id, created),
     )
 
 
-def text_chunk(request_id: str, model: str, created: int, *, text: str) -> Completion:
+def text_completion(answer: TwinAnswer, request_id: str) -> Completion:
+    return Completion(
+        choices=[CompletionChoice(text=answer.text, finish_reason=answer.finish_reason)],
+        **_closing(answer, request_id, int(answer.created.timestamp())),
+    )
+
+
+def text_chunk(request_id: str, model: str, created: int, text: str, first: bool) -> Completion:
     return Completion(
         id=request_id, created=created, model=model, choices=[CompletionChoice(text=text)]
     )
 
 
-def last_text_chunk(answer: TwinAnswer, *, request_id: str, created: int) -> Completion:
+def last_text_chunk(answer: TwinAnswer, request_id: str, created: int) -> Completion:
     return Completion(
-        id=request_id,
-        created=created,
-        model=answer.model,
         choices=[CompletionChoice(text="", finish_reason=answer.finish_reason)],
-        usage=Usage.of(answer),
-        **TwinExtras.of(answer),
+        **_closing(answer, request_id, created),
     )
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How one kind of completion wraps the twin's answer: whole, or as server-sent events
+    (a piece per decoded text, then a last event with the finish reason, usage and extras)."""
+
+    id_prefix: str
+    whole: Callable[[TwinAnswer, str], BaseModel]
+    piece: Callable[[str, str, int, str, bool], BaseModel]
+    last: Callable[[TwinAnswer, str, int], BaseModel]
+
+
+CHAT = Framing("chatcmpl", chat_completion, chat_chunk, last_chat_chunk)
+TEXT = Framing("cmpl", text_completion, text_chunk, last_text_chunk)
 
 
 def sse(event: BaseModel | dict[str, Any]) -> str:
@@ -427,11 +433,11 @@ class OpenAIServable(Protocol):
 
     async def create_chat_completion(
         self, request: ChatCompletionRequest, raw_request: Request | None = None
-    ) -> ChatCompletion | AsyncIterator[str]: ...
+    ) -> BaseModel | AsyncIterator[str]: ...
 
     async def create_completion(
         self, request: CompletionRequest, raw_request: Request | None = None
-    ) -> Completion | AsyncIterator[str]: ...
+    ) -> BaseModel | AsyncIterator[str]: ...
 
 
 def _respond(result: BaseModel | AsyncIterator[str]) -> Response:
@@ -475,7 +481,3 @@ def openai_router(model: OpenAIServable, serving: ServingSettings) -> APIRouter:
         return _respond(await model.create_completion(request, raw_request))
 
     return router
-
-
-def created_now() -> int:
-    return int(time.time())

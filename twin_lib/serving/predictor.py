@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,24 +35,20 @@ from twin_lib.serving.errors import (
     GenerationTimeoutError,
     NotReadyError,
     ServingError,
+    count,
     from_validation,
 )
 from twin_lib.serving.openai_api import (
+    CHAT,
     SSE_DONE,
-    ChatCompletion,
+    TEXT,
     ChatCompletionRequest,
-    Completion,
     CompletionRequest,
+    Framing,
     Question,
-    chat_chunk,
-    chat_completion,
     completion_id,
-    last_chat_chunk,
-    last_text_chunk,
     sse,
     sse_error,
-    text_chunk,
-    text_completion,
 )
 from twin_lib.serving.recorder import AnswerRecorder
 from twin_lib.serving.twin import Twin, build_twin, close_if_closable
@@ -173,7 +169,7 @@ class TwinModel(Model):
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[AnswerDelta]:
+    ) -> AsyncGenerator[AnswerDelta, None]:
         """The answer's pieces as they are decoded; the last delta carries the whole answer.
 
         A worker thread drives the blocking iterator and hands each delta to the event loop;
@@ -242,32 +238,26 @@ class TwinModel(Model):
 
     async def create_chat_completion(
         self, request: ChatCompletionRequest, raw_request: Request | None = None
-    ) -> ChatCompletion | AsyncIterator[str]:
-        request_id = completion_id("chatcmpl")
-        messages, params = request.chat(), request.params(self.serving)
-        if not request.stream:
-            return chat_completion(await self.answer(messages, params), request_id=request_id)
-        created = int(time.time())
-        return await _events(
-            self.stream(messages, params),
-            piece=lambda text, first: chat_chunk(
-                request_id, self.name, created, text=text, first=first
-            ),
-            last=lambda answer: last_chat_chunk(answer, request_id=request_id, created=created),
-        )
+    ) -> BaseModel | AsyncIterator[str]:
+        return await self._complete(request, CHAT)
 
     async def create_completion(
         self, request: CompletionRequest, raw_request: Request | None = None
-    ) -> Completion | AsyncIterator[str]:
-        request_id = completion_id("cmpl")
+    ) -> BaseModel | AsyncIterator[str]:
+        return await self._complete(request, TEXT)
+
+    async def _complete(
+        self, request: ChatCompletionRequest | CompletionRequest, framing: Framing
+    ) -> BaseModel | AsyncIterator[str]:
+        request_id = completion_id(framing.id_prefix)
         messages, params = request.chat(), request.params(self.serving)
         if not request.stream:
-            return text_completion(await self.answer(messages, params), request_id=request_id)
+            return framing.whole(await self.answer(messages, params), request_id)
         created = int(time.time())
         return await _events(
             self.stream(messages, params),
-            piece=lambda text, _first: text_chunk(request_id, self.name, created, text=text),
-            last=lambda answer: last_text_chunk(answer, request_id=request_id, created=created),
+            piece=lambda text, first: framing.piece(request_id, self.name, created, text, first),
+            last=lambda answer: framing.last(answer, request_id, created),
         )
 
     # --- KServe v1 / v2 ---------------------------------------------------------------------
@@ -381,7 +371,7 @@ def _failed(error: Exception) -> GenerationFailedError:
 
 
 async def _events(
-    deltas: AsyncIterator[AnswerDelta],
+    deltas: AsyncGenerator[AnswerDelta, None],
     *,
     piece: Callable[[str, bool], BaseModel],
     last: Callable[[TwinAnswer], BaseModel],
@@ -407,9 +397,9 @@ async def _events(
         except StopAsyncIteration:
             yield SSE_DONE
         except ServingError as error:
-            metrics.ERRORS.labels(kind=type(error).__name__).inc()
+            count(error, "stream")
             yield sse_error(error)
         finally:
-            await deltas.aclose()  # type: ignore[attr-defined]
+            await deltas.aclose()
 
     return events()
