@@ -141,7 +141,10 @@ def test_down_stops_the_process_and_ask_then_says_how_to_start_it(served: Served
 def test_up_refuses_to_serve_beyond_loopback(served_setup: ServedSetup, tmp_path: Path):
     settings = own_corner(served_setup, tmp_path)
     env = {**to_env(settings), "TWIN_SERVING__BIND_HOST": "0.0.0.0"}
-    result = CliRunner().invoke(app, ["serve", "up"], env=env)
+    try:
+        result = CliRunner().invoke(app, ["serve", "up"], env=env)
+    finally:  # were it started after all, it must not outlive the test
+        LocalModelServer(settings).down()
     assert result.exit_code == 1
     assert "TWIN_SERVING__BIND_HOST=0.0.0.0 is not a loopback address" in result.output
     assert LocalModelServer(settings).running() is None

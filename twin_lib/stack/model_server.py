@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 NAME = "model-server"
 _TAIL_LINES = 25
+_PROGRESS_EVERY_S = 15.0
 
 
 class ModelServerError(RuntimeError):
@@ -148,6 +149,7 @@ class LocalModelServer:
     def _wait_ready(self, record: ModelServerRecord) -> None:
         timeout_s = self.settings.serving.start_timeout_s
         started = time.monotonic()
+        next_report = _PROGRESS_EVERY_S
         with TwinClient(record.url, model=record.served_name) as client:
             while time.monotonic() - started < timeout_s:
                 if processes.alive(record.pid, record.create_time) is None:
@@ -155,12 +157,22 @@ class LocalModelServer:
                         f"the model server for {record.model} exited while starting; last log "
                         f"lines:\n{self.tail(_TAIL_LINES)}\nFull log: {self.log_file}"
                     )
+                waited = time.monotonic() - started
                 if client.ready():
                     log.info(
-                        "model server ready",
-                        extra={"url": record.url, "seconds": round(time.monotonic() - started, 1)},
+                        "model server ready", extra={"url": record.url, "seconds": round(waited, 1)}
                     )
                     return
+                if waited >= next_report:
+                    next_report += _PROGRESS_EVERY_S
+                    log.info(
+                        "model server still loading",
+                        extra={
+                            "seconds": round(waited),
+                            "timeout_s": timeout_s,
+                            "log": self.tail(1),
+                        },
+                    )
                 time.sleep(0.5)
         raise ModelServerError(
             f"the model server for {record.model} was not ready at {record.url} within "
