@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from tests.promotion.conftest import CraftedReviews, register
 from tests.promotion.evaluations import crafted_evaluation, store_evaluation
 from twin_lib.cli import app
+from twin_lib.promotion import reviews
 from twin_lib.promotion.decision import CheckStatus, Outcome
-from twin_lib.promotion.reviews import AUTO_NOTICE, ReviewResponse
+from twin_lib.promotion.reviews import AUTO_NOTICE, ReviewEvidence, ReviewResponse
 from twin_lib.registry.models import ModelStatus, ModelVersion
 from twin_lib.registry.store import ModelRegistry
 from twin_lib.settings import TwinSettings, to_env
@@ -218,3 +219,27 @@ def test_cli_shows_the_auto_notice_and_a_dry_run_records_nothing(
     code, output = _cli(gate_settings, "reviews", "status", candidate.version)
     assert code == 0, output
     assert "NO HUMAN REVIEW" in output and "decided reject by twin promote" in output
+
+
+def test_evidence_about_another_version_decides_nothing(
+    gate_settings: TwinSettings, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A summary pointing at another version's evaluation (copied metadata, a mix-up) and a
+    backend answering for another version are refused, not counted."""
+    name = _name(gate_settings)
+    serving, candidate = _deployed_and_candidate(registry, name)
+    other = register(registry, name)
+    copied = registry.get(name, candidate.version).evaluation
+    registry.record_evaluation(name, other.version, copied)
+    with pytest.raises(PromotionError, match=f"is about {name} {candidate.version}"):
+        decide_version(gate_settings, other.version, by="test gate")
+    assert registry.get(name, other.version).status == ModelStatus.CANDIDATE
+
+    class Confused(CraftedReviews):
+        def collect(self, model: ModelVersion) -> ReviewEvidence:
+            return super().collect(serving)
+
+    monkeypatch.setitem(reviews.BACKENDS, "confused", lambda _settings: Confused())
+    with pytest.raises(PromotionError, match="check the review backend"):
+        decide_version(gate_settings, candidate.version, by="test gate", backend="confused")
+    assert registry.get(name, candidate.version).status == ModelStatus.CANDIDATE

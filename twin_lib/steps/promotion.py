@@ -189,8 +189,26 @@ def _evaluation(settings: TwinSettings, model: ModelVersion) -> EvaluationResult
     json_uri = model.evaluation.get("json_uri")
     if not json_uri:
         return None
-    data = _registry(settings).store.get_json(*split_s3_uri(json_uri))
-    return EvaluationResult.model_validate(data)
+    result = EvaluationResult.model_validate(
+        _registry(settings).store.get_json(*split_s3_uri(json_uri))
+    )
+    _check_about(
+        model,
+        result.model,
+        result.version,
+        f"its evaluation {json_uri}",
+        f"evaluate it again (`twin evaluate {model.version}`)",
+    )
+    return result
+
+
+def _check_about(model: ModelVersion, name: str, version: str, what: str, fix: str) -> None:
+    """Evidence about another version never decides this one."""
+    if (name, version) != (model.name, model.version):
+        raise PromotionError(
+            f"{model.name} {model.version}: {what} is about {name} {version}, so nothing was "
+            f"decided; {fix}"
+        )
 
 
 def review_samples(result: EvaluationResult, limit: int) -> list[ReviewSample]:
@@ -254,6 +272,13 @@ def decide_version(
     approval or rejection unless ``record`` is False (a dry run)."""
     model = candidate_version(settings, version, name)
     reviews = review_backend(settings, backend).collect(model)
+    _check_about(
+        model,
+        reviews.model,
+        reviews.version,
+        f"the {reviews.backend} review evidence",
+        "check the review backend",
+    )
     result = _evaluation(settings, model)
     figures = None if result is None else gate_figures(result)
     decision = decide(model.name, model.version, figures, reviews, settings.gate)
