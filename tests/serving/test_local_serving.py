@@ -84,6 +84,17 @@ def test_status_shows_pid_url_version_and_uptime(served: Served, served_setup: S
     assert f"{served_setup.model.label} ready at {served.record.url}" in result.output
 
 
+def test_logs_show_the_servers_output(served: Served, served_setup: ServedSetup, tmp_path: Path):
+    assert served.record is not None
+    result = served.twin("serve", "logs", "-n", "1000")
+    assert result.exit_code == 0, result.output
+    assert f"serving {served_setup.model.label} at {served.record.url}" in result.output
+    none_yet = CliRunner().invoke(
+        app, ["serve", "logs"], env={**served.env, "TWIN_STACK__STATE_DIR": str(tmp_path)}
+    )
+    assert none_yet.exit_code == 1 and "no model server log yet" in none_yet.output
+
+
 def test_ask_prints_the_answer_its_sources_and_a_summary(served: Served, served_setup: ServedSetup):
     assert served.record is not None
     question, expected_url = served_setup.questions[0]

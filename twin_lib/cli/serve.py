@@ -131,6 +131,8 @@ def logs(
 ) -> None:
     """Print the last lines of the model server's log, optionally following it."""
     server = _server(ctx)
+    if not server.log_file.exists():
+        raise fail(f"no model server log yet at {server.log_file}; start one with `twin serve up`")
     show(server.tail(lines))
     if follow:
         try:
