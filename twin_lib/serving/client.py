@@ -20,9 +20,10 @@ from pydantic import BaseModel, Field, ValidationError
 from twin_lib.serving.contracts import Source
 from twin_lib.storage.retry import root_cause
 
-CHAT_ROUTE = "/openai/v1/chat/completions"
-READY_ROUTE = "/v2/health/ready"
+# The paths of KServe's Hugging Face runtime (kept here: the server's modules import KServe).
 _OPENAI_PREFIX = "/openai/v1"
+CHAT_ROUTE = f"{_OPENAI_PREFIX}/chat/completions"
+READY_ROUTE = "/v2/health/ready"
 # Enough of an error page to say what went wrong without flooding a terminal.
 _BODY_EXCERPT = 300
 
