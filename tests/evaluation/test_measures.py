@@ -18,7 +18,7 @@ from twin_lib.evaluation.vectors import Embedder
 from twin_lib.settings import EvaluationSettings
 
 AUTHOR = list(ESSAYS.values())
-REFERENCES, REST = AUTHOR[:4], AUTHOR[4:]
+PROFILE, HELD_OUT = AUTHOR[:6], AUTHOR[6:]
 UNRELATED = [
     "Section 4.2: the lessee shall remit payment within thirty days of invoice receipt.",
     "The quarterly revenue report indicates a 3.4% increase in operating margin year over year.",
@@ -36,8 +36,8 @@ def test_identical_text_scores_at_the_ceiling_and_unrelated_text_near_the_floor(
     embed: Embedder,
 ) -> None:
     scores = style_scores(
-        REFERENCES,
-        {"ceiling": REST, "floor": UNRELATED, "twin": REST, "unrelated": MORE_UNRELATED},
+        PROFILE,
+        {"ceiling": HELD_OUT, "floor": UNRELATED, "twin": HELD_OUT, "unrelated": MORE_UNRELATED},
         embed=embed,
     )
     ceiling, floor = scores["ceiling"], scores["floor"]
@@ -52,11 +52,11 @@ def test_identical_text_scores_at_the_ceiling_and_unrelated_text_near_the_floor(
 def test_a_calibration_that_cannot_separate_ceiling_and_floor_gives_no_position(
     embed: Embedder,
 ) -> None:
-    scores = style_scores(REFERENCES, {"same": REST}, embed=embed)
+    scores = style_scores(PROFILE, {"same": HELD_OUT}, embed=embed)
     position = style_position(scores["same"], scores["same"], scores["same"])
     assert position.tfidf is None and position.embedding is None
     with pytest.raises(ValueError, match="no texts to score for empty"):
-        style_scores(REFERENCES, {"empty": []}, embed=embed)
+        style_scores(PROFILE, {"empty": []}, embed=embed)
 
 
 def test_an_answer_copied_from_a_passage_is_grounded_and_unrelated_text_is_not(

@@ -20,7 +20,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -44,6 +44,7 @@ class Script:
     malformed_replies: int = 0
     requests: list[dict] = field(default_factory=list)
     stream_usage: bool = True  # False: ignore stream_options, as some servers do
+    reply: Callable[[dict], str] | None = None  # the answer text to a request body, if set
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -123,7 +124,7 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
                 return
             user = next(m["content"] for m in request["messages"] if m["role"] == "user")
-            text = _reply_text(user)
+            text = script.reply(request) if script.reply else _reply_text(user)
             usage = {"prompt_tokens": len(user.split()), "completion_tokens": len(text.split())}
             with script.lock:
                 script.prompt_tokens += usage["prompt_tokens"]

@@ -7,6 +7,7 @@ import typer
 from twin_lib.cli import (
     base_model,
     deploy,
+    evaluate,
     features,
     manifests,
     models,
@@ -39,4 +40,5 @@ app.command("forget-source")(features.forget_source)
 app.command()(serve.ask)
 app.command()(deploy.deploy)
 app.command()(deploy.rollback)
+app.command()(evaluate.evaluate)
 app.command()(promote.promote)

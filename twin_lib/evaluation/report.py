@@ -184,11 +184,12 @@ def report_html(result: EvaluationResult) -> str:
         f"{result.base_model}."
     )
     calibration_text = html.escape(
-        f"Style is the mean cosine to the author's profile ({calibration.references} held-out "
-        f"texts), as TF-IDF / embedding: ceiling {_style(calibration.ceiling)} (the rest of "
-        f"the author's text, {calibration.ceiling_texts} texts), floor "
-        f"{_style(calibration.floor)} ({calibration.floor_source.replace('_', ' ')}, "
-        f"{calibration.floor_texts} texts). Position = (score - floor) / (ceiling - floor)."
+        f"Style is the mean cosine to the author's profile (the mean of "
+        f"{calibration.profile_texts} training texts of the author), as TF-IDF / embedding: "
+        f"ceiling {_style(calibration.ceiling)} (the author's own held-out answers, "
+        f"{calibration.ceiling_texts} texts), floor {_style(calibration.floor)} "
+        f"({calibration.floor_source.replace('_', ' ')}, {calibration.floor_texts} texts). "
+        "Position = (score - floor) / (ceiling - floor)."
     )
     retrieval_text = html.escape(
         f"Retrieval on {retrieval.questions} questions whose source chunk is known: hit@1 "

@@ -24,7 +24,7 @@ class Perplexity(BaseModel):
 
 
 class StyleScore(BaseModel):
-    """Similarity to the author's held-out texts (mean cosine to the author's profile)."""
+    """Similarity to the author (mean cosine to the profile of the author's other texts)."""
 
     tfidf: float = Field(description="character n-gram TF-IDF cosine")
     embedding: float = Field(description="sentence-embedding cosine")
@@ -44,10 +44,10 @@ FloorSource = Literal["other_author", "base_answers"]
 class StyleCalibration(BaseModel):
     """What a score means: the author against themself, and text that is not theirs."""
 
-    ceiling: StyleScore = Field(description="the rest of the author's text")
+    ceiling: StyleScore = Field(description="the author's own held-out answers")
     floor: StyleScore
     floor_source: FloorSource
-    references: int = Field(description="held-out texts of the author scored against")
+    profile_texts: int = Field(description="texts of the author the profile is made of")
     ceiling_texts: int
     floor_texts: int
 

@@ -1,13 +1,16 @@
-"""Authorship verification: how much generated text reads like the author's held-out text.
+"""Authorship verification: how much generated text reads like the author.
 
-Two independent measures, each the mean cosine of a text to the author's *profile* (the mean
-direction of the held-out reference texts): character n-gram TF-IDF, which tracks spelling,
-punctuation and function words, and sentence embeddings, which track topic and phrasing.
-Raw cosines have no natural scale, so each comes with a ceiling (the rest of the author's
-own text scored the same way) and a floor (another author's text, or the base model's
-answers), and a position (score - floor) / (ceiling - floor) that is 0 at the floor and 1
-at the ceiling. The TF-IDF vocabulary and weights are fitted once on every text of the
-evaluation, so all scores share one space.
+Two independent measures, each the mean cosine of a text to the author's *profile*, the
+mean direction of the author's text that the evaluated questions did not come from (the
+training split's answers: many documents, so topics average out and style remains):
+character n-gram TF-IDF, which tracks spelling, punctuation and function words, and
+sentence embeddings, which track topic and phrasing. Raw cosines have no natural scale, so
+each comes with a ceiling (the author's own held-out answers to the evaluated questions,
+scored the same way: a twin that wrote exactly what the author wrote scores exactly there)
+and a floor (another author's text, or the base model's answers), and a position
+(score - floor) / (ceiling - floor) that is 0 at the floor and 1 at the ceiling. The TF-IDF
+vocabulary and weights are fitted once on every text of the evaluation, so all scores share
+one space.
 """
 
 from __future__ import annotations
@@ -21,29 +24,31 @@ from twin_lib.evaluation.vectors import Embedder, profile, unit_rows
 
 
 def _profile_cosines(
-    matrix: np.ndarray, reference_rows: int, groups: Mapping[str, slice]
+    matrix: np.ndarray, profile_rows: int, groups: Mapping[str, slice]
 ) -> dict[str, float]:
-    author = profile(matrix[:reference_rows])
+    author = profile(matrix[:profile_rows])
     rows = unit_rows(matrix)
     return {name: float((rows[where] @ author).mean()) for name, where in groups.items()}
 
 
 def style_scores(
-    references: Sequence[str],
+    author_texts: Sequence[str],
     groups: Mapping[str, Sequence[str]],
     *,
     embed: Embedder,
     ngrams: tuple[int, int] = (2, 4),
 ) -> dict[str, StyleScore]:
-    """The style score of each named group of texts against the author's ``references``."""
+    """The style score of each named group of texts against the profile of ``author_texts``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    if not references:
-        raise ValueError("no held-out text of the author to compare with: the test split is empty")
+    if not author_texts:
+        raise ValueError(
+            "no text of the author to build a profile from: the dataset's training split is empty"
+        )
     empty = [name for name, texts in groups.items() if not texts]
     if empty:
         raise ValueError(f"no texts to score for {', '.join(empty)}")
-    texts = [*references]
+    texts = [*author_texts]
     spans: dict[str, slice] = {}
     for name, group in groups.items():
         spans[name] = slice(len(texts), len(texts) + len(group))
@@ -51,8 +56,8 @@ def style_scores(
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngrams, sublinear_tf=True)
     tfidf = vectorizer.fit_transform(texts).toarray()
     embedded = np.asarray(embed(texts), dtype=float)
-    by_tfidf = _profile_cosines(tfidf, len(references), spans)
-    by_embedding = _profile_cosines(embedded, len(references), spans)
+    by_tfidf = _profile_cosines(tfidf, len(author_texts), spans)
+    by_embedding = _profile_cosines(embedded, len(author_texts), spans)
     return {name: StyleScore(tfidf=by_tfidf[name], embedding=by_embedding[name]) for name in groups}
 
 

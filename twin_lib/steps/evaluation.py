@@ -1,0 +1,435 @@
+"""Evaluation step: a registered version against its base model, stored with the version.
+
+Both models answer the same held-out questions through the same twin: one retriever (each
+question retrieved once and shared, so both prompts hold the same passages), the same
+system prompt and prompt building, greedy decoding; only the weights differ. The step reads
+the version's instruction snapshot (held-out answers are the author's unseen text, their
+questions the evaluation's), the feature store (other authors' text for the style floor,
+content hashes for retrieval relevance), and writes ``evaluation.json`` and
+``evaluation.html`` beside the version in the models bucket, with a summary on the version.
+One call, :func:`evaluate_version`, does it all, so a KFP component is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from twin_lib.datasets.tables import table_to_examples
+from twin_lib.domain.chat import ChatMessage
+from twin_lib.domain.datasets import InstructionExample
+from twin_lib.evaluation.answers import answer_stats
+from twin_lib.evaluation.grounding import grounding
+from twin_lib.evaluation.judge import JudgeItem, judge_pairs
+from twin_lib.evaluation.perplexity import held_out_perplexity
+from twin_lib.evaluation.ranking import ranking_figures
+from twin_lib.evaluation.report import report_html
+from twin_lib.evaluation.results import (
+    EvaluationResult,
+    FloorSource,
+    JudgeFigures,
+    ModelFigures,
+    RetrievalFigures,
+    Sample,
+    StyleCalibration,
+    StyleScore,
+)
+from twin_lib.evaluation.style import style_position, style_scores
+from twin_lib.evaluation.vectors import Embedder
+from twin_lib.registry.models import ModelVersion
+from twin_lib.registry.store import ModelRegistry
+from twin_lib.serving.contracts import (
+    GenerationParams,
+    RetrievedChunk,
+    Retriever,
+    ServedModel,
+    TwinAnswer,
+)
+from twin_lib.serving.prompt import question_of
+from twin_lib.serving.twin import Twin, build_twin, close_if_closable
+from twin_lib.settings import EmbeddingSettings, TwinSettings
+from twin_lib.steps.dataset_store import download_dataset
+from twin_lib.steps.datasets import read_author_chunks
+from twin_lib.steps.model_files import local_model_dir
+from twin_lib.steps.serving import resolve_served_model
+from twin_lib.storage import ObjectStore, VectorStore, chunk_collection_schema
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILE = "evaluation.json"
+REPORT_FILE = "evaluation.html"
+MAX_FLOOR_TEXTS = 200
+
+
+class SharedRetriever:
+    """Retrieves each question once; the twin and the base both get exactly those passages."""
+
+    def __init__(self, inner: Retriever) -> None:
+        self.inner = inner
+        self._found: dict[str, list[RetrievedChunk]] = {}
+
+    def retrieve(self, question: str) -> list[RetrievedChunk]:
+        if question not in self._found:
+            self._found[question] = self.inner.retrieve(question)
+        return self._found[question]
+
+    def close(self) -> None:
+        close_if_closable(self.inner)
+
+
+def embedder(settings: EmbeddingSettings) -> Embedder:
+    """The feature embedding model, unit-normalised rows."""
+    from twin_lib.features.embedding import load_model
+
+    model = load_model(settings.model, settings.device, settings.revision)
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return model.encode(
+            list(texts),
+            batch_size=settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    return embed
+
+
+def question(example: InstructionExample) -> str:
+    """The user turn the author's answer replies to."""
+    return question_of(example.messages[:-1])
+
+
+def _evaluation_settings(settings: TwinSettings, model: ModelVersion) -> TwinSettings:
+    """Serve exactly this version, candidate or not, from weights in this process."""
+    serving = settings.serving.model_copy(
+        update={
+            "model_name": model.name,
+            "version": model.version,
+            "allow_unapproved": True,
+            "generator": "local",
+        }
+    )
+    return settings.model_copy(update={"serving": serving})
+
+
+def _instruction_splits(
+    settings: TwinSettings, model: ModelVersion, workdir: Path
+) -> dict[str, list[InstructionExample]]:
+    snapshot = model.dataset_snapshots.get("instruction")
+    if snapshot is None:
+        raise ValueError(
+            f"{model.name} {model.version} records no instruction dataset, so it has no "
+            "held-out text to be evaluated on; evaluate a version the training pipeline made"
+        )
+    files = download_dataset(settings.minio, "instruction", snapshot, workdir)
+    splits = {
+        split: table_to_examples(pq.read_table(path), InstructionExample)
+        for split, path in files.items()
+    }
+    if not splits.get("test") or not splits.get("train"):
+        raise ValueError(
+            f"instruction snapshot {snapshot} of {model.name} {model.version} has "
+            f"{len(splits.get('train', []))} training and {len(splits.get('test', []))} "
+            "held-out examples; evaluation needs both (rebuild the dataset with more documents "
+            "or a larger datasets.test_fraction)"
+        )
+    return splits
+
+
+def _other_authors_text(settings: TwinSettings, collection: str, author: str) -> list[str]:
+    """Chunks of the collection's other authors: the style floor when there are any."""
+    weaviate = settings.weaviate.model_copy(update={"collection": collection})
+    with VectorStore(weaviate) as store:
+        counts = store.value_counts(chunk_collection_schema(collection, 1), "author")
+    others = sorted(name for name, count in counts.items() if name != author and count)
+    texts = [c.content for other in others for c in read_author_chunks(weaviate, other)]
+    return texts[:MAX_FLOOR_TEXTS]
+
+
+def _content_hashes(settings: TwinSettings, collection: str, author: str) -> dict[str, str]:
+    """Chunk id -> content hash: a reposted copy of the source chunk is as good a hit."""
+    weaviate = settings.weaviate.model_copy(update={"collection": collection})
+    return {c.chunk_id: c.content_hash for c in read_author_chunks(weaviate, author)}
+
+
+def _answer_all(twin: Twin, questions: Sequence[str], params: GenerationParams) -> list[TwinAnswer]:
+    answers = []
+    for number, question in enumerate(questions, 1):
+        answers.append(twin.answer([ChatMessage(role="user", content=question)], params))
+        logger.info(
+            "evaluation answers",
+            extra={"model": twin.model.label, "done": number, "questions": len(questions)},
+        )
+    return answers
+
+
+def _passages(retriever: SharedRetriever, answer: TwinAnswer) -> list[str]:
+    """The passages the answer's prompt held."""
+    shown = {source.chunk_id for source in answer.sources}
+    return [c.content for c in retriever.retrieve(answer.question) if c.chunk_id in shown]
+
+
+def _figures(
+    settings: TwinSettings,
+    label: str,
+    weights: Path,
+    answers: Sequence[TwinAnswer],
+    *,
+    held_out: Sequence[str],
+    style: StyleScore,
+    calibration: StyleCalibration,
+    retriever: SharedRetriever,
+    embed: Embedder,
+) -> ModelFigures:
+    config = settings.evaluation
+    return ModelFigures(
+        label=label,
+        weights=str(weights),
+        perplexity=held_out_perplexity(
+            weights,
+            held_out,
+            batch_size=config.perplexity_batch_size,
+            max_tokens=config.perplexity_max_tokens,
+        ),
+        style=style,
+        style_position=style_position(style, calibration.ceiling, calibration.floor),
+        grounding=grounding(
+            [(a.text, _passages(retriever, a)) for a in answers],
+            embed=embed,
+            cosine=config.grounding_cosine,
+            overlap=config.grounding_overlap,
+        ),
+        answers=answer_stats(
+            [a.text for a in answers],
+            [a.completion_tokens for a in answers],
+            config.refusal_patterns,
+        ),
+    )
+
+
+@dataclass
+class _Run:
+    """What both models are measured on, and their answers."""
+
+    model: ModelVersion
+    served: ServedModel
+    base_weights: Path
+    held_out: list[InstructionExample]
+    rest: list[InstructionExample]
+    asked: list[InstructionExample]
+    twin_answers: list[TwinAnswer] = field(default_factory=list)
+    base_answers: list[TwinAnswer] = field(default_factory=list)
+
+
+def _prepare(settings: TwinSettings, name: str | None, version: str | None) -> _Run:
+    registry = ModelRegistry(settings.minio, settings.registry)
+    model = registry.get(
+        name or settings.serving.model_name or settings.registry.default_model, version
+    )
+    settings = _evaluation_settings(settings, model)
+    with tempfile.TemporaryDirectory(prefix="twin-evaluation-") as workdir:
+        splits = _instruction_splits(settings, model, Path(workdir))
+    return _Run(
+        model=model,
+        served=resolve_served_model(settings),
+        base_weights=local_model_dir(model.base_model, settings),
+        held_out=splits["test"],
+        rest=splits["train"],
+        asked=splits["test"][: settings.evaluation.max_questions],
+    )
+
+
+def _answer_and_retrieve(
+    settings: TwinSettings, run: _Run
+) -> tuple[RetrievalFigures, SharedRetriever]:
+    """Both models answer the asked questions through one retriever, which is then scored."""
+    params = GenerationParams(max_tokens=settings.evaluation.max_new_tokens, temperature=0.0)
+    questions = [question(e) for e in run.asked]
+    twin = build_twin(settings, run.served)
+    retriever = SharedRetriever(twin.retriever)
+    twin.retriever = retriever
+    from twin_lib.serving.generators import make_generator
+
+    base = Twin(
+        run.served.model_copy(update={"version": "base", "model_dir": run.base_weights}),
+        retriever,
+        make_generator(settings.serving, run.base_weights),
+        settings.serving,
+    )
+    try:
+        run.twin_answers = _answer_all(twin, questions, params)
+        run.base_answers = _answer_all(base, questions, params)
+        probes = (run.held_out + run.rest)[: settings.evaluation.max_retrieval_questions]
+        hashes = _content_hashes(settings, run.served.collection, run.served.author)
+        figures = ranking_figures(
+            [[c.content_hash for c in retriever.retrieve(question(e))] for e in probes],
+            [{hashes.get(chunk, chunk) for chunk in e.chunk_ids} for e in probes],
+            settings.serving.retrieval.top_k,
+        )
+    finally:
+        close_if_closable(base.generator)
+        twin.close()
+    return figures, retriever
+
+
+def _style(
+    settings: TwinSettings, run: _Run, embed: Embedder
+) -> tuple[dict[str, StyleScore], StyleCalibration]:
+    """Scores of both models' answers, calibrated by the author's own answers (ceiling) and
+    another author's text, or the base model's answers when the collection has no other."""
+    other = _other_authors_text(settings, run.served.collection, run.served.author)
+    floor = "floor" if other else "base"
+    groups = {
+        "twin": [a.text for a in run.twin_answers],
+        "base": [a.text for a in run.base_answers],
+        "ceiling": [e.answer for e in run.asked],
+    } | ({"floor": other} if other else {})
+    profile = [e.answer for e in run.rest]
+    scores = style_scores(profile, groups, embed=embed, ngrams=settings.evaluation.char_ngrams)
+    source: FloorSource = "other_author" if other else "base_answers"
+    return scores, StyleCalibration(
+        ceiling=scores["ceiling"],
+        floor=scores[floor],
+        floor_source=source,
+        profile_texts=len(profile),
+        ceiling_texts=len(groups["ceiling"]),
+        floor_texts=len(groups[floor]),
+    )
+
+
+def _judge(settings: TwinSettings, run: _Run, retriever: SharedRetriever) -> JudgeFigures | None:
+    config = settings.evaluation.judge
+    if not config.enabled:
+        return None
+    from twin_lib.generation.endpoint import ChatEndpoint
+
+    items = [
+        JudgeItem(
+            question=twin.question,
+            reference=example.answer,
+            passages=_passages(retriever, twin),
+            twin=twin.text,
+            base=base.text,
+        )
+        for example, twin, base in zip(run.asked, run.twin_answers, run.base_answers, strict=True)
+    ]
+    return judge_pairs(ChatEndpoint(config.endpoint), items, config.max_tokens)
+
+
+def evaluate_version(
+    settings: TwinSettings,
+    version: str | None = None,
+    *,
+    name: str | None = None,
+    report_path: Path | None = None,
+) -> EvaluationResult:
+    """Evaluate ``version`` (default: the newest registered) of ``name`` (default:
+    serving.model_name, else registry.default_model) against its base model; store the
+    results beside it and return them. ``report_path`` also gets a copy of the HTML report."""
+    started = time.monotonic()
+    run = _prepare(settings, name, version)
+    settings = _evaluation_settings(settings, run.model)
+    logger.info(
+        "evaluating",
+        extra={
+            "model": run.served.label,
+            "base_model": run.model.base_model,
+            "questions": len(run.asked),
+            "held_out_texts": len(run.held_out),
+        },
+    )
+    retrieval, retriever = _answer_and_retrieve(settings, run)
+    embed = embedder(settings.features.embedding)
+    scores, calibration = _style(settings, run, embed)
+    shared = {
+        "held_out": [e.answer for e in run.held_out],
+        "calibration": calibration,
+        "retriever": retriever,
+        "embed": embed,
+    }
+    answers = zip(run.asked, run.twin_answers, run.base_answers, strict=True)
+    result = EvaluationResult(
+        model=run.model.name,
+        version=run.model.version,
+        base_model=run.model.base_model,
+        author=run.served.author,
+        collection=run.served.collection,
+        questions=len(run.asked),
+        candidate=_figures(
+            settings,
+            run.served.label,
+            run.served.model_dir,
+            run.twin_answers,
+            style=scores["twin"],
+            **shared,
+        ),
+        base=_figures(
+            settings, "base", run.base_weights, run.base_answers, style=scores["base"], **shared
+        ),
+        calibration=calibration,
+        retrieval=retrieval,
+        judge=_judge(settings, run, retriever),
+        samples=[
+            Sample(
+                question=twin.question,
+                reference=example.answer,
+                sources=twin.sources,
+                base_answer=base.text,
+                twin_answer=twin.text,
+            )
+            for example, twin, base in list(answers)[: settings.evaluation.samples]
+        ],
+    )
+    registry = ModelRegistry(settings.minio, settings.registry)
+    return store_evaluation(settings, registry, result, started, report_path)
+
+
+def store_evaluation(
+    settings: TwinSettings,
+    registry: ModelRegistry,
+    result: EvaluationResult,
+    started: float,
+    report_path: Path | None,
+) -> EvaluationResult:
+    """evaluation.json and evaluation.html beside the version, the summary on it."""
+    prefix = registry.version_uri(result.model, result.version).removeprefix(
+        f"s3://{registry.bucket}/"
+    )
+    result = result.model_copy(
+        update={
+            "json_uri": f"s3://{registry.bucket}/{prefix}{RESULT_FILE}",
+            "report_uri": f"s3://{registry.bucket}/{prefix}{REPORT_FILE}",
+            "duration_s": round(time.monotonic() - started, 1),
+        }
+    )
+    page = report_html(result)
+    objects = ObjectStore(settings.minio)
+    objects.put_bytes(
+        registry.bucket, f"{prefix}{REPORT_FILE}", page.encode("utf-8"), content_type="text/html"
+    )
+    objects.put_json(registry.bucket, f"{prefix}{RESULT_FILE}", result.model_dump(mode="json"))
+    registry.record_evaluation(result.model, result.version, result.summary())
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(page, encoding="utf-8")
+    logger.info(
+        "evaluation stored",
+        extra={"model": result.label, "report": result.report_uri, "duration_s": result.duration_s},
+    )
+    return result
+
+
+def read_evaluation(settings: TwinSettings, name: str, version: str) -> EvaluationResult:
+    """The stored evaluation.json of a version."""
+    registry = ModelRegistry(settings.minio, settings.registry)
+    prefix = registry.version_uri(name, version).removeprefix(f"s3://{registry.bucket}/")
+    data = ObjectStore(settings.minio).get_json(registry.bucket, f"{prefix}{RESULT_FILE}")
+    return EvaluationResult.model_validate(data)
