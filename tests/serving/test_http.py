@@ -345,6 +345,23 @@ def test_bad_kserve_requests_get_a_4xx_with_a_message(
     assert needle.lower() in response.json()["error"].lower()
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_size_limit_is_refused_while_it_is_read(
+    server: Server, chunked: bool
+) -> None:
+    """20 MB of JSON, declared up front or streamed without a length: 413 either way."""
+    body = json.dumps(_chat(padding="x" * 20_000_000)).encode()
+    content: bytes | Iterator[bytes] = (
+        iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    )
+    with server.http() as http:
+        response = http.post(CHAT, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text[:300]
+    error = response.json()["error"]
+    assert error["code"] == "body_too_large"
+    assert "serving.max_prompt_chars" in error["message"]
+
+
 def test_the_openai_client_raises_its_typed_errors(server: Server) -> None:
     client = server.openai()
     with pytest.raises(openai.NotFoundError, match="not served here"):

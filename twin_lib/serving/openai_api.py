@@ -35,6 +35,7 @@ from twin_lib.serving.contracts import FinishReason, GenerationParams, Source, T
 from twin_lib.serving.errors import (
     OPENAI_PREFIX,
     NotReadyError,
+    PayloadTooLargeError,
     ServingError,
     UnknownModelError,
     from_validation,
@@ -450,13 +451,43 @@ def _respond(result: BaseModel | AsyncIterator[str]) -> Response:
     )
 
 
+def body_limit(serving: ServingSettings) -> int:
+    """Bytes a request body may have: the longest prompt fully escaped in JSON (``\\uXXXX``,
+    six bytes a character) plus room for the other fields. Bigger bodies are refused while
+    they are read, so a hostile client cannot make the server hold them in memory."""
+    return serving.max_prompt_chars * 6 + serving.max_messages * 256 + 64 * 1024
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+    return bytes(body)
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"the request body has {size} bytes or more, over this server's limit of {limit} "
+        "(from serving.max_prompt_chars and serving.max_messages)",
+        code="body_too_large",
+    )
+
+
 def openai_router(model: OpenAIServable, serving: ServingSettings) -> APIRouter:
     """``/openai/v1/{models,chat/completions,completions}`` answered by ``model``."""
     router = APIRouter(prefix=f"{OPENAI_PREFIX}/v1")
+    limit = body_limit(serving)
 
-    def require_ready() -> None:
+    async def parse(kind: type[R], raw_request: Request) -> R:
         if not model.ready:
             raise NotReadyError("the twin is not loaded yet (or is stopping); retry shortly")
+        body = await read_body(raw_request, limit)
+        return parse_request(kind, body, serving, known=model.served_names)
 
     @router.get("/models")
     async def list_models() -> Response:
@@ -468,16 +499,12 @@ def openai_router(model: OpenAIServable, serving: ServingSettings) -> APIRouter:
 
     @router.post("/chat/completions")
     async def chat_completions(raw_request: Request) -> Response:
-        require_ready()
-        body = await raw_request.body()
-        request = parse_request(ChatCompletionRequest, body, serving, known=model.served_names)
+        request = await parse(ChatCompletionRequest, raw_request)
         return _respond(await model.create_chat_completion(request, raw_request))
 
     @router.post("/completions")
     async def completions(raw_request: Request) -> Response:
-        require_ready()
-        body = await raw_request.body()
-        request = parse_request(CompletionRequest, body, serving, known=model.served_names)
+        request = await parse(CompletionRequest, raw_request)
         return _respond(await model.create_completion(request, raw_request))
 
     return router
