@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
 
 from twin_lib.datasets.tables import table_to_examples
 from twin_lib.domain.chat import ChatMessage
@@ -56,10 +57,9 @@ from twin_lib.serving.prompt import question_of
 from twin_lib.serving.twin import Twin, build_twin, close_if_closable
 from twin_lib.settings import EmbeddingSettings, TwinSettings
 from twin_lib.steps.dataset_store import download_dataset
-from twin_lib.steps.datasets import read_author_chunks
 from twin_lib.steps.model_files import local_model_dir
 from twin_lib.steps.serving import resolve_served_model
-from twin_lib.storage import ObjectStore, VectorStore, chunk_collection_schema
+from twin_lib.storage import ObjectStore, StorageError, VectorStore, chunk_collection_schema
 
 logger = logging.getLogger(__name__)
 
@@ -144,20 +144,39 @@ def _instruction_splits(
     return splits
 
 
-def _other_authors_text(settings: TwinSettings, collection: str, author: str) -> list[str]:
-    """Chunks of the collection's other authors: the style floor when there are any."""
+class CollectionTexts(BaseModel):
+    """What the evaluation needs from the feature store, read in one pass."""
+
+    content_hashes: dict[str, str] = Field(
+        description="the author's chunk id -> content hash: a reposted copy of the source "
+        "chunk is as good a retrieval hit as the chunk itself"
+    )
+    other_authors: list[str] = Field(description="other authors' chunks: the style floor")
+
+
+def read_collection_texts(settings: TwinSettings, collection: str, author: str) -> CollectionTexts:
+    """One scan of the collection (the store's iterator takes no filter)."""
     weaviate = settings.weaviate.model_copy(update={"collection": collection})
+    names = ["author", "content", "content_hash", "document_id", "chunk_index"]
     with VectorStore(weaviate) as store:
-        counts = store.value_counts(chunk_collection_schema(collection, 1), "author")
-    others = sorted(name for name, count in counts.items() if name != author and count)
-    texts = [c.content for other in others for c in read_author_chunks(weaviate, other)]
-    return texts[:MAX_FLOOR_TEXTS]
-
-
-def _content_hashes(settings: TwinSettings, collection: str, author: str) -> dict[str, str]:
-    """Chunk id -> content hash: a reposted copy of the source chunk is as good a hit."""
-    weaviate = settings.weaviate.model_copy(update={"collection": collection})
-    return {c.chunk_id: c.content_hash for c in read_author_chunks(weaviate, author)}
+        if not store.connect().collections.exists(collection):
+            raise StorageError(
+                f"Weaviate at {weaviate.endpoint_label} has no collection {collection!r}, "
+                "which the evaluated model retrieves from: run the feature pipeline first"
+            )
+        rows = list(store.iter_properties(chunk_collection_schema(collection, 1), names))
+    others = sorted(
+        (row for row in rows if row.get("author") != author),
+        key=lambda row: (str(row.get("document_id")), int(row.get("chunk_index") or 0)),
+    )
+    return CollectionTexts(
+        content_hashes={
+            row["uuid"]: str(row.get("content_hash") or "")
+            for row in rows
+            if row.get("author") == author
+        },
+        other_authors=[str(row.get("content") or "") for row in others][:MAX_FLOOR_TEXTS],
+    )
 
 
 def _answer_all(twin: Twin, questions: Sequence[str], params: GenerationParams) -> list[TwinAnswer]:
@@ -248,7 +267,7 @@ def _prepare(settings: TwinSettings, name: str | None, version: str | None) -> _
 
 
 def _answer_and_retrieve(
-    settings: TwinSettings, run: _Run
+    settings: TwinSettings, run: _Run, hashes: dict[str, str]
 ) -> tuple[RetrievalFigures, SharedRetriever]:
     """Both models answer the asked questions through one retriever, which is then scored."""
     params = GenerationParams(max_tokens=settings.evaluation.max_new_tokens, temperature=0.0)
@@ -268,7 +287,6 @@ def _answer_and_retrieve(
         run.twin_answers = _answer_all(twin, questions, params)
         run.base_answers = _answer_all(base, questions, params)
         probes = (run.held_out + run.rest)[: settings.evaluation.max_retrieval_questions]
-        hashes = _content_hashes(settings, run.served.collection, run.served.author)
         figures = ranking_figures(
             [[c.content_hash for c in retriever.retrieve(question(e))] for e in probes],
             [{hashes.get(chunk, chunk) for chunk in e.chunk_ids} for e in probes],
@@ -281,11 +299,10 @@ def _answer_and_retrieve(
 
 
 def _style(
-    settings: TwinSettings, run: _Run, embed: Embedder
+    settings: TwinSettings, run: _Run, other: list[str], embed: Embedder
 ) -> tuple[dict[str, StyleScore], StyleCalibration]:
     """Scores of both models' answers, calibrated by the author's own answers (ceiling) and
     another author's text, or the base model's answers when the collection has no other."""
-    other = _other_authors_text(settings, run.served.collection, run.served.author)
     floor = "floor" if other else "base"
     groups = {
         "twin": [a.text for a in run.twin_answers],
@@ -346,9 +363,10 @@ def evaluate_version(
             "held_out_texts": len(run.held_out),
         },
     )
-    retrieval, retriever = _answer_and_retrieve(settings, run)
+    collection = read_collection_texts(settings, run.served.collection, run.served.author)
+    retrieval, retriever = _answer_and_retrieve(settings, run, collection.content_hashes)
     embed = embedder(settings.features.embedding)
-    scores, calibration = _style(settings, run, embed)
+    scores, calibration = _style(settings, run, collection.other_authors, embed)
     shared = {
         "held_out": [e.answer for e in run.held_out],
         "calibration": calibration,
