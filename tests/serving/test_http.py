@@ -21,12 +21,13 @@ import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from tests.support.isolated import free_port
 from tests.support.listeners import listening, outside_address
 from tests.support.serving_data import ServedSetup
 from twin_lib.serving.predictor import TwinModel
-from twin_lib.serving.server import mount
+from twin_lib.serving.server import build_parser, grpc_enabled, mount, serving_settings
 from twin_lib.settings import TwinSettings, to_env
 from twin_lib.storage import ObjectStore, VectorStore
 
@@ -539,3 +540,34 @@ def test_sigterm_stops_the_server_and_records_every_answer(server: Server) -> No
     assert record["answer"] == reply.choices[0].message.content
     assert record["chunk_ids"] == [s["chunk_id"] for s in (reply.model_extra or {})["sources"]]
     assert record["latency_ms"] > 0
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "enabled"),
+    [
+        ([], False),
+        (["--grpc_port", "9001"], True),
+        (["--enable_grpc", "true"], True),
+        (["--enable_grpc", "false", "--grpc_port", "9001"], False),
+    ],
+)
+def test_grpc_is_off_unless_asked_for(argv: list[str], enabled: bool) -> None:
+    assert grpc_enabled(build_parser().parse_args(argv)) is enabled
+
+
+def test_the_runtime_flags_win_over_the_settings() -> None:
+    parser, settings = build_parser(), TwinSettings(_env_file=None)
+    args = parser.parse_args(["--model_name", "isvc", "--http_port", "8080", "--model_dir", "/m"])
+    serving = serving_settings(settings, args).serving
+    assert (serving.served_name, serving.http_port) == ("isvc", 8080)
+    assert args.model_dir == Path("/m")
+    kept = serving_settings(settings, parser.parse_args([])).serving
+    assert (kept.served_name, kept.http_port) == (
+        settings.serving.served_name,
+        settings.serving.http_port,
+    )
+    with pytest.raises(ValidationError, match="http_port"):
+        serving_settings(settings, parser.parse_args(["--http_port", "70000"]))

@@ -3,7 +3,8 @@
 It takes the flags a KServe ServingRuntime passes (``--model_name``, ``--model_dir``,
 ``--http_port`` and KServe's own), reads every other setting from ``TWIN_*``, loads the twin,
 adds the OpenAI-compatible routes to KServe's FastAPI application and serves. gRPC stays off
-unless ``--grpc_port`` is given (KServe's gRPC server listens on every interface).
+unless ``--grpc_port`` or ``--enable_grpc true`` is given (KServe's gRPC server listens
+on every interface).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from kserve import ModelServer
+from kserve.constants.constants import DEFAULT_GRPC_PORT
 from kserve.model_server import app as kserve_app
 from kserve.model_server import parser as kserve_parser
 
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="merged weights already on disk (the cluster's /mnt/models); "
         "default: download the registry version into the cache",
     )
-    parser.set_defaults(model_name=None, http_port=None, grpc_port=None)
+    parser.set_defaults(model_name=None, http_port=None, grpc_port=None, enable_grpc=None)
     return parser
 
 
@@ -73,6 +75,13 @@ def serving_settings(settings: TwinSettings, args: argparse.Namespace) -> TwinSe
     given = {key: value for key, value in flags.items() if value is not None}
     serving = ServingSettings.model_validate({**settings.serving.model_dump(), **given})
     return settings.model_copy(update={"serving": serving})
+
+
+def grpc_enabled(args: argparse.Namespace) -> bool:
+    """gRPC only when asked for: ``--enable_grpc true`` or a ``--grpc_port``."""
+    if args.enable_grpc is not None:
+        return bool(args.enable_grpc)
+    return args.grpc_port is not None
 
 
 def mount(app: FastAPI, model: TwinModel) -> None:
@@ -102,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     server = BoundModelServer(
         bind_host=serving.bind_host,
         http_port=serving.http_port,
-        grpc_port=args.grpc_port or 0,
-        enable_grpc=args.grpc_port is not None,
+        grpc_port=args.grpc_port or DEFAULT_GRPC_PORT,
+        enable_grpc=grpc_enabled(args),
+        max_threads=args.max_threads,
         workers=1,
         max_asyncio_workers=args.max_asyncio_workers,
         enable_docs_url=args.enable_docs_url,
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         access_log_format=args.access_log_format,
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     mount(kserve_app, model)
     host = f"[{serving.bind_host}]" if ":" in serving.bind_host else serving.bind_host
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             "url": f"http://{host}:{serving.http_port}",
             "generator": model.generator_name,
             "device": model.device,
-            "grpc_port": args.grpc_port,
+            "grpc": grpc_enabled(args),
         },
     )
     try:
