@@ -112,6 +112,9 @@ STEP_PROFILES: dict[str, StepProfile] = {
     # Serving: changes the cluster's InferenceService and the registry. Not retried: a
     # retry after a failed canary check would roll the same version out again.
     "deploy-model": StepProfile(resources=STREAMING, side_effects=True, uses_services=False),
+    # Evaluation: loads the candidate and its base (generation, perplexity) and the embedding
+    # model; writes its results beside the version. A retry rewrites the same files.
+    "evaluate-model": _step(MODEL, side_effects=True),
     # Promotion gate: request-review sends samples (idempotent per version and sample, so
     # retried); decide-promotion records approve or reject, and a retry after a recorded
     # decision would move on to another candidate (or none), so it is not retried.
