@@ -70,7 +70,7 @@ def crafted_evaluation(
             ceiling=StyleScore(tfidf=0.9, embedding=0.9),
             floor=StyleScore(tfidf=0.1, embedding=0.1),
             floor_source="other_author",
-            references=4,
+            profile_texts=4,
             ceiling_texts=8,
             floor_texts=8,
         ),
