@@ -508,40 +508,6 @@ def test_a_model_that_is_not_loaded_answers_503(served_setup: ServedSetup) -> No
     assert response.json()["error"]["type"] == "service_unavailable_error"
 
 
-# --- last: stopping the server (SIGTERM) flushes the answers it still holds -------------------
-
-
-def test_sigterm_stops_the_server_and_records_every_answer(server: Server) -> None:
-    question = server.questions[5][0]
-    reply = server.openai().chat.completions.create(
-        model=server.name, messages=[{"role": "user", "content": question}]
-    )
-    answer_id = (reply.model_extra or {})["answer_id"]
-    settings = server.settings
-    store, bucket = ObjectStore(settings.minio), settings.minio.datasets_bucket
-    prefix = (
-        f"{settings.serving.answers_prefix}/{settings.serving.model_name}/"
-        f"{settings.serving.version}/"
-    )
-    assert store.list(bucket, prefix) == [], "nothing is written before a batch or a flush"
-
-    os.kill(server.pid, signal.SIGTERM)
-    assert server.process.wait(timeout=60) == 0, _log_tail(server.log)
-
-    records = {
-        record["id"]: record
-        for info in store.list(bucket, prefix)
-        for record in map(json.loads, store.get_bytes(bucket, info.key).splitlines())
-    }
-    assert answer_id in records, f"{answer_id} not recorded under {prefix}: {sorted(records)}"
-    assert len(records) > 16, "every answer of this module's tests is recorded"
-    record = records[answer_id]
-    assert record["question"] == question
-    assert record["answer"] == reply.choices[0].message.content
-    assert record["chunk_ids"] == [s["chunk_id"] for s in (reply.model_extra or {})["sources"]]
-    assert record["latency_ms"] > 0
-
-
 # --- the command line ------------------------------------------------------------------------
 
 
@@ -571,3 +537,66 @@ def test_the_runtime_flags_win_over_the_settings() -> None:
     )
     with pytest.raises(ValidationError, match="http_port"):
         serving_settings(settings, parser.parse_args(["--http_port", "70000"]))
+
+
+def test_a_version_that_may_not_be_served_exits_with_one_line(served_setup: ServedSetup) -> None:
+    settings = served_setup.settings.model_copy(deep=True)
+    settings.serving.version = "v9999"
+    settings.serving.http_port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "twin_lib.serving"],
+        cwd=REPO,
+        env={**os.environ, **to_env(settings), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("✘ ") and "v9999" in last and "TWIN_SERVING__VERSION" in last, last
+
+
+# --- last: stopping the server (SIGTERM) flushes the answers it still holds -------------------
+
+
+def test_sigterm_stops_the_server_and_records_every_answer(server: Server) -> None:
+    """Batches of 1000 and an hour between timed flushes: only the stop writes these."""
+    client = server.openai()
+    question = server.questions[5][0]
+    reply = client.chat.completions.create(
+        model=server.name, messages=[{"role": "user", "content": question}]
+    )
+    streamed = list(
+        client.chat.completions.create(
+            model=server.name,
+            messages=[{"role": "user", "content": server.questions[6][0]}],
+            stream=True,
+        )
+    )
+    answer_id = (reply.model_extra or {})["answer_id"]
+    streamed_id = (streamed[-1].model_extra or {})["answer_id"]
+    settings = server.settings
+    store, bucket = ObjectStore(settings.minio), settings.minio.datasets_bucket
+    prefix = (
+        f"{settings.serving.answers_prefix}/{settings.serving.model_name}/"
+        f"{settings.serving.version}/"
+    )
+    assert store.list(bucket, prefix) == [], "nothing is written before a batch or a flush"
+
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, _log_tail(server.log)
+
+    records = {
+        record["id"]: record
+        for info in store.list(bucket, prefix)
+        for record in map(json.loads, store.get_bytes(bucket, info.key).splitlines())
+    }
+    assert {answer_id, streamed_id} <= set(records), f"not all recorded under {prefix}"
+    record = records[answer_id]
+    assert record["question"] == question
+    assert record["answer"] == reply.choices[0].message.content
+    assert record["chunk_ids"] == [s["chunk_id"] for s in (reply.model_extra or {})["sources"]]
+    assert record["model_version"] == f"{settings.serving.model_name}/{settings.serving.version}"
+    assert record["latency_ms"] > 0
+    assert records[streamed_id]["question"] == server.questions[6][0]

@@ -25,6 +25,8 @@ from twin_lib.serving.metrics import RequestMetrics
 from twin_lib.serving.openai_api import openai_router
 from twin_lib.serving.predictor import TwinModel
 from twin_lib.settings import ServingSettings, TwinSettings, load_settings
+from twin_lib.steps.serving import FeatureVersionMismatchError, ModelNotServableError
+from twin_lib.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = serving_settings(settings, args)
     serving = settings.serving
     model = TwinModel(settings, model_dir=args.model_dir)
-    model.load()
+    try:
+        model.load()
+    except (ModelNotServableError, FeatureVersionMismatchError, StorageError) as error:
+        # Refusals and unreachable stores are the operator's to fix: one line, no traceback.
+        log.error("cannot serve the twin", extra={"error": str(error)})
+        raise SystemExit(f"✘ {error}") from None
     server = BoundModelServer(
         bind_host=serving.bind_host,
         http_port=serving.http_port,
