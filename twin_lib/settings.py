@@ -542,6 +542,11 @@ class DeploymentSettings(BaseModel):
     question answered by the canary's own Service) and promoted, or removed on failure.
     """
 
+    target: Literal["kserve", "local"] = Field(
+        default="kserve",
+        description="kserve: the cluster's InferenceService; local: the `twin serve` process "
+        "of this machine's stack, restarted on the version (same approval rules and records)",
+    )
     isvc_name: str = Field(default="twin", description="InferenceService name = served name")
     namespace: str | None = Field(default=None, description="unset = kubernetes.namespace")
     service_account: str = Field(
