@@ -49,6 +49,12 @@ def test_identical_text_scores_at_the_ceiling_and_unrelated_text_near_the_floor(
     assert abs(near_floor.tfidf) < 0.3 and abs(near_floor.embedding) < 0.3
 
 
+def test_empty_answers_have_no_style(embed: Embedder) -> None:
+    scores = style_scores(PROFILE, {"empty": ["", "  \n"], "author": HELD_OUT}, embed=embed)
+    assert scores["empty"].tfidf == 0.0 and scores["empty"].embedding == 0.0
+    assert scores["author"].embedding > 0.2
+
+
 def test_a_calibration_that_cannot_separate_ceiling_and_floor_gives_no_position(
     embed: Embedder,
 ) -> None:

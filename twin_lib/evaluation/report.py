@@ -72,11 +72,9 @@ def figures_plot(result: EvaluationResult) -> str:
     ]
     figure, axes = plt.subplots(1, len(panels), figsize=(14, 3.5))
     for axis, (title, value) in zip(axes, panels, strict=True):
-        axis.bar(
-            ["twin", "base"],
-            [value(result.candidate), value(result.base)],
-            color=[TWIN_COLOUR, BASE_COLOUR],
-        )
+        values = [value(result.candidate), value(result.base)]
+        axis.bar(["twin", "base"], values, color=[TWIN_COLOUR, BASE_COLOUR])
+        axis.set_ylim(0, max(values) * 1.15 or 1.0)
         axis.set_title(title)
     figure.tight_layout()
     return _png(figure)

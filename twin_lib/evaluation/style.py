@@ -56,6 +56,7 @@ def style_scores(
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngrams, sublinear_tf=True)
     tfidf = vectorizer.fit_transform(texts).toarray()
     embedded = np.asarray(embed(texts), dtype=float)
+    embedded[[not text.strip() for text in texts]] = 0.0  # no text, no style (as in TF-IDF)
     by_tfidf = _profile_cosines(tfidf, len(author_texts), spans)
     by_embedding = _profile_cosines(embedded, len(author_texts), spans)
     return {name: StyleScore(tfidf=by_tfidf[name], embedding=by_embedding[name]) for name in groups}
