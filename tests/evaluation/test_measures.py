@@ -152,3 +152,5 @@ def test_perplexity_is_lower_on_text_the_model_was_trained_on(
     assert one_by_one.mean_nll == pytest.approx(on_seen.mean_nll, rel=1e-4)
     with pytest.raises(ValueError, match="test split is empty"):
         held_out_perplexity(trained, ["", "  "], **kwargs)
+    long = held_out_perplexity(trained, [" ".join(seen * 20)], batch_size=1, max_tokens=10_000)
+    assert long.tokens == 256 - 1  # the tiny model's window, less the first token

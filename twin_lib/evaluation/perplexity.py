@@ -21,15 +21,18 @@ logger = logging.getLogger(__name__)
 def held_out_perplexity(
     model_dir: Path, texts: Sequence[str], *, batch_size: int, max_tokens: int
 ) -> Perplexity:
-    """Perplexity of the causal LM in ``model_dir`` on ``texts`` (each cut at ``max_tokens``)."""
+    """Perplexity of the causal LM in ``model_dir`` on ``texts``, each cut at ``max_tokens``
+    or the model's context window, whichever is shorter (beyond its window a model is scored
+    on positions it never trained on)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
+    window = getattr(model.config, "max_position_embeddings", None) or max_tokens
     encoded = [
-        tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
+        tokenizer(text, truncation=True, max_length=min(max_tokens, window))["input_ids"]
         for text in texts
         if text.strip()
     ]
