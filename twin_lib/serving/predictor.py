@@ -160,8 +160,6 @@ class TwinModel(Model):
             answer = await asyncio.wait_for(work, self.serving.generation_timeout_s)
         except TimeoutError as error:
             raise self._timeout() from error
-        except ServingError:
-            raise
         except Exception as error:
             raise _failed(error) from error
         self._finished(answer)
@@ -211,8 +209,6 @@ class TwinModel(Model):
                     raise self._timeout() from error
                 if item is None:
                     return
-                if isinstance(item, ServingError):
-                    raise item
                 if isinstance(item, Exception):
                     raise _failed(item) from item
                 if item.answer is not None:
