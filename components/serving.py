@@ -1,8 +1,9 @@
-"""KFP component of the promotion step: deploy an approved version to KServe.
+"""KFP component of the promotion step: deploy an approved version (KServe, or the local
+model server when run through KFP local execution on this machine's stack).
 
 No ``from __future__ import annotations`` here: KFP reads the real annotation objects.
-The pipeline that runs it (review gate, then deploy) comes with the evaluation work; the
-component is one call to ``twin_lib.steps.deploy.deploy_version``.
+The ``promote`` pipeline runs it after the gate approved; the component is one call to
+``twin_lib.steps.deploy.deploy_version``.
 """
 
 from kfp import dsl
@@ -20,16 +21,24 @@ def deploy_model(
     metrics: Output[Metrics],
     model_name: str = "",
     canary_percent: int = -1,
+    target: str = "",
 ) -> str:
     """Roll ``version`` out as a canary, check it, promote it (or remove it and fail);
-    returns the action taken. ``canary_percent`` < 0: the serving.deployment setting."""
+    returns the action taken. ``canary_percent`` < 0: the serving.deployment setting;
+    ``target`` kserve or local, empty: serving.deployment.target."""
     from pathlib import Path
 
-    from twin_lib.settings import load_settings
+    from twin_lib.settings import DeploymentSettings, load_settings
     from twin_lib.steps.deploy import deploy_version
 
+    settings = load_settings()
+    if target:  # validated like the setting: an unknown target fails here, not later
+        deployment = settings.serving.deployment.model_dump()
+        settings.serving.deployment = DeploymentSettings.model_validate(
+            {**deployment, "target": target}
+        )
     result = deploy_version(
-        load_settings(),
+        settings,
         version,
         by="promotion pipeline",
         name=model_name or None,

@@ -7,6 +7,7 @@ a test fails when the checked-in file is stale. Every task goes through
 """
 
 from pathlib import Path
+from typing import Any
 
 from kfp import compiler, dsl
 
@@ -20,12 +21,12 @@ COMPILED = Path(__file__).with_suffix(".yaml")
 FEATURE_DEFAULTS: dict = FeaturesSettings().model_dump(mode="json", exclude_none=True)
 
 
-@dsl.pipeline(
-    name="feature-pipeline",
-    description="Crawl an author's writing into the raw lake, validate it with Great "
-    "Expectations, and load cleaned, chunked, embedded text into Weaviate.",
-)
-def feature_pipeline(sources: list, author: str, features: dict = FEATURE_DEFAULTS) -> None:
+def feature_tasks(sources: Any, author: Any, features: Any) -> dsl.PipelineTask:
+    """Add the feature steps to the pipeline being built; returns the load task, after which
+    the feature store holds the author's chunks (``llm_twin`` chains training after it).
+
+    The arguments are the calling pipeline's parameters (or constants).
+    """
     kfp = load_settings().kfp
     crawled = for_cluster(
         steps.crawl(sources=sources, author=author, features=features), kfp_settings=kfp
@@ -59,7 +60,7 @@ def feature_pipeline(sources: list, author: str, features: dict = FEATURE_DEFAUL
         ),
         kfp_settings=kfp,
     )
-    for_cluster(
+    return for_cluster(
         steps.load(
             features=features,
             valid_chunks=checked.outputs["valid_chunks"],
@@ -67,6 +68,15 @@ def feature_pipeline(sources: list, author: str, features: dict = FEATURE_DEFAUL
         ),
         kfp_settings=kfp,
     )
+
+
+@dsl.pipeline(
+    name="feature-pipeline",
+    description="Crawl an author's writing into the raw lake, validate it with Great "
+    "Expectations, and load cleaned, chunked, embedded text into Weaviate.",
+)
+def feature_pipeline(sources: list, author: str, features: dict = FEATURE_DEFAULTS) -> None:
+    feature_tasks(sources, author, features)
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -10,6 +10,7 @@ candidate with lineage back to the source URLs. Run it locally with
 """
 
 from pathlib import Path
+from typing import Any
 
 from kfp import compiler, dsl
 
@@ -28,17 +29,18 @@ TRAINING_DEFAULTS: dict = TrainingSettings(launcher="pytorchjob").model_dump(
 )
 
 
-@dsl.pipeline(
-    name="training-pipeline",
-    description="Turn an author's chunks in the feature store into instruction and preference "
-    "datasets, fine-tune a base model with LoRA (SFT, then DPO) and register the candidate.",
-)
-def training_pipeline(
-    author: str,
-    model_name: str = "twin",
-    datasets: dict = DATASET_DEFAULTS,
-    training: dict = TRAINING_DEFAULTS,
-) -> None:
+def training_tasks(
+    author: Any,
+    model_name: Any,
+    datasets: Any,
+    training: Any,
+    *,
+    after: dsl.PipelineTask | None = None,
+) -> dsl.PipelineTask:
+    """Add the training steps to the pipeline being built; returns the register task, whose
+    output is the registered version. ``after``: the task that must finish before the
+    author's chunks are read (the feature pipeline's load, in ``llm_twin``).
+    """
     kfp = load_settings().kfp
     base = for_cluster(steps.base_model(training=training), kfp_settings=kfp)
     instruction = for_cluster(
@@ -47,6 +49,8 @@ def training_pipeline(
         ),
         kfp_settings=kfp,
     )
+    if after is not None:
+        instruction.after(after)
     preference = for_cluster(
         steps.preference_dataset(
             instruction_snapshot=instruction.outputs["Output"],
@@ -65,7 +69,21 @@ def training_pipeline(
         ),
         kfp_settings=kfp,
     )
-    for_cluster(steps.register(run=trained.outputs["config"]), kfp_settings=kfp)
+    return for_cluster(steps.register(run=trained.outputs["config"]), kfp_settings=kfp)
+
+
+@dsl.pipeline(
+    name="training-pipeline",
+    description="Turn an author's chunks in the feature store into instruction and preference "
+    "datasets, fine-tune a base model with LoRA (SFT, then DPO) and register the candidate.",
+)
+def training_pipeline(
+    author: str,
+    model_name: str = "twin",
+    datasets: dict = DATASET_DEFAULTS,
+    training: dict = TRAINING_DEFAULTS,
+) -> None:
+    training_tasks(author, model_name, datasets, training)
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -8,12 +8,16 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from pipelines import feature_pipeline, training_pipeline
+from pipelines import feature_pipeline, llm_twin_pipeline, promote_pipeline, training_pipeline
 from pipelines.catalog import PIPELINES
 from pipelines.feature_pipeline import COMPILED, compile_pipeline
 from tests.support.pipeline_specs import (
     FEATURE_SERVICE_TASKS,
     FEATURE_SIDE_EFFECT_TASKS,
+    LLM_TWIN_SERVICE_TASKS,
+    LLM_TWIN_SIDE_EFFECT_TASKS,
+    PROMOTE_SERVICE_TASKS,
+    PROMOTE_SIDE_EFFECT_TASKS,
     TRAINING_SERVICE_TASKS,
     TRAINING_SIDE_EFFECT_TASKS,
     cluster_problems,
@@ -39,6 +43,8 @@ def _views(text: str) -> list:
 CASES = {
     "feature": (feature_pipeline, 8, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS),
     "training": (training_pipeline, 5, TRAINING_SIDE_EFFECT_TASKS, TRAINING_SERVICE_TASKS),
+    "llm-twin": (llm_twin_pipeline, 15, LLM_TWIN_SIDE_EFFECT_TASKS, LLM_TWIN_SERVICE_TASKS),
+    "promote": (promote_pipeline, 2, PROMOTE_SIDE_EFFECT_TASKS, PROMOTE_SERVICE_TASKS),
 }
 
 
@@ -55,6 +61,8 @@ def test_catalog_holds_every_compiled_pipeline():
     assert set(PIPELINES) == set(CASES)
     assert PIPELINES["feature"] is feature_pipeline.feature_pipeline
     assert PIPELINES["training"] is training_pipeline.training_pipeline
+    assert PIPELINES["llm-twin"] is llm_twin_pipeline.llm_twin
+    assert PIPELINES["promote"] is promote_pipeline.promote
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

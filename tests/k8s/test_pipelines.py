@@ -13,6 +13,10 @@ from tests.k8s.conftest import MANIFESTS
 from tests.support.pipeline_specs import (
     FEATURE_SERVICE_TASKS,
     FEATURE_SIDE_EFFECT_TASKS,
+    LLM_TWIN_SERVICE_TASKS,
+    LLM_TWIN_SIDE_EFFECT_TASKS,
+    PROMOTE_SERVICE_TASKS,
+    PROMOTE_SIDE_EFFECT_TASKS,
     TRAINING_SERVICE_TASKS,
     TRAINING_SIDE_EFFECT_TASKS,
     cluster_problems,
@@ -69,6 +73,8 @@ def test_version_name_follows_the_platform_spec() -> None:
     [
         ("feature", 8, FEATURE_SIDE_EFFECT_TASKS, FEATURE_SERVICE_TASKS),
         ("training", 5, TRAINING_SIDE_EFFECT_TASKS, TRAINING_SERVICE_TASKS),
+        ("llm-twin", 15, LLM_TWIN_SIDE_EFFECT_TASKS, LLM_TWIN_SERVICE_TASKS),
+        ("promote", 2, PROMOTE_SIDE_EFFECT_TASKS, PROMOTE_SERVICE_TASKS),
     ],
 )
 def test_committed_version_is_ready_for_a_cluster(name, count, side_effects, services) -> None:

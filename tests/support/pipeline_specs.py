@@ -24,14 +24,28 @@ class TaskView:
     secret_env: dict[str, dict[str, str]]
 
 
+def dag_tasks(pipeline_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every container task by name, those inside conditions (sub-DAGs) included."""
+    found: dict[str, dict[str, Any]] = {}
+    pending = [pipeline_spec["root"]["dag"]["tasks"]]
+    while pending:
+        for name, task in pending.pop().items():
+            component = pipeline_spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                pending.append(component["dag"]["tasks"])
+            else:
+                found[name] = task
+    return found
+
+
 def tasks(pipeline_spec: dict[str, Any], platform_spec: dict[str, Any] | None) -> list[TaskView]:
-    """Every task of the root DAG with its executor's container and platform settings."""
+    """Every container task with its executor's container and platform settings."""
     executors = pipeline_spec["deploymentSpec"]["executors"]
     platform = (
         (platform_spec or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
     ).get("executors", {})
     views = []
-    for name, task in pipeline_spec["root"]["dag"]["tasks"].items():
+    for name, task in dag_tasks(pipeline_spec).items():
         executor_name = pipeline_spec["components"][task["componentRef"]["name"]]["executorLabel"]
         container = executors[executor_name]["container"]
         extra = platform.get(executor_name, {})
@@ -71,6 +85,16 @@ TRAINING_SIDE_EFFECT_TASKS = {
     "register",
 }
 TRAINING_SERVICE_TASKS = TRAINING_SIDE_EFFECT_TASKS - {"train"}
+# llm-twin chains both, then evaluation and the review request (both retried); the promote
+# pipeline's decision and deployment change state and are never retried.
+LLM_TWIN_SIDE_EFFECT_TASKS = (
+    FEATURE_SIDE_EFFECT_TASKS | TRAINING_SIDE_EFFECT_TASKS | {"evaluate-model", "request-review"}
+)
+LLM_TWIN_SERVICE_TASKS = (
+    FEATURE_SERVICE_TASKS | TRAINING_SERVICE_TASKS | {"evaluate-model", "request-review"}
+)
+PROMOTE_SIDE_EFFECT_TASKS = {"decide-promotion", "deploy-model"}
+PROMOTE_SERVICE_TASKS: set[str] = set()
 RESOURCE_KEYS = {
     "resourceCpuRequest",
     "resourceCpuLimit",
