@@ -39,7 +39,7 @@ KFP_KINDS = ("Pipeline", "PipelineVersion")
 KFP_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 KUBERNETES_VERSION = tools.KUBERNETES_OPENAPI.version.rsplit(".", 1)[0]
 OVERLAYS = ("overlays/dev", "overlays/gpu")
-RUNS = ("runs/feature", "runs/feature-refresh")
+RUNS = ("runs/feature", "runs/feature-refresh", "runs/promote", "runs/promote-now")
 # Run Jobs land in the platform namespace: policies that cover them (NetworkPolicies) live
 # in the overlay, so kube-score judges a run together with the overlay it is applied to.
 RUN_CONTEXT = "overlays/dev"
