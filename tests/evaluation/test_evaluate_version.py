@@ -114,6 +114,10 @@ def test_results_are_stored_with_the_version_and_read_back(
     assert stored.evaluation["json_uri"] == result.json_uri
     assert stored.evaluation["metrics"] == result.metrics()
     assert stored.evaluation["metrics"]["twin_perplexity"] > 1
+    metrics = result.metrics()
+    assert metrics["retrieval_hit_at_k"] == result.retrieval.hit_at_k
+    if result.candidate.grounding.rate is None:  # unset figures are left out, not zero
+        assert "twin_grounding" not in metrics
     assert stored.status == served_setup.model.status  # evaluating changes no status
 
 

@@ -151,11 +151,13 @@ class EvaluationResult(BaseModel):
         return f"{self.model}/{self.version}"
 
     def metrics(self) -> dict[str, float]:
-        """Flat numbers for KFP ``Metrics`` (unset figures left out)."""
+        """Flat numbers for KFP ``Metrics`` (unset figures left out); the names stay the same
+        whatever k is, so runs with different settings line up in the KFP UI."""
         values: dict[str, float | None] = {
             "questions": float(self.questions),
             "retrieval_hit_at_1": self.retrieval.hit_at_1,
-            f"retrieval_hit_at_{self.retrieval.k}": self.retrieval.hit_at_k,
+            "retrieval_k": float(self.retrieval.k),
+            "retrieval_hit_at_k": self.retrieval.hit_at_k,
             "retrieval_mrr": self.retrieval.mrr,
             "style_ceiling_tfidf": self.calibration.ceiling.tfidf,
             "style_ceiling_embedding": self.calibration.ceiling.embedding,
