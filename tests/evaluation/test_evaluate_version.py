@@ -149,3 +149,30 @@ def test_a_version_without_held_out_data_is_refused(served_setup: ServedSetup) -
 def test_result_round_trips_as_json(evaluated) -> None:
     result, _, _ = evaluated
     assert EvaluationResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_a_reposted_copy_of_the_source_chunk_counts_as_a_hit(served_setup: ServedSetup) -> None:
+    """The retriever keeps one of two identical chunks (either may be the one the dataset
+    example was made from): relevance is by content hash, so both copies are hits."""
+    from twin_lib.evaluation.ranking import ranking_figures
+    from twin_lib.steps.datasets import read_author_chunks
+    from twin_lib.steps.evaluation import read_collection_texts
+
+    settings, model = served_setup.settings, served_setup.model
+    weaviate = settings.weaviate.model_copy(update={"collection": model.collection})
+    copies = [
+        c
+        for c in read_author_chunks(weaviate, model.author)
+        if c.source_url in served_setup.reposted_urls
+    ]
+    assert len(copies) == 2 and copies[0].chunk_id != copies[1].chunk_id
+    found = read_collection_texts(settings, model.collection, model.author)
+    hashes = found.content_hashes
+    assert hashes[copies[0].chunk_id] == hashes[copies[1].chunk_id] == copies[0].content_hash
+    served_copy, example_copy = copies
+    figures = ranking_figures(
+        [[hashes[served_copy.chunk_id]]], [{hashes[example_copy.chunk_id]}], k=4
+    )
+    assert figures.hit_at_1 == 1.0
+    authors_own = {c.content for c in read_author_chunks(weaviate, model.author)}
+    assert len(found.other_authors) == 3 and not authors_own & set(found.other_authors)
