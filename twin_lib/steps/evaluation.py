@@ -12,6 +12,7 @@ One call, :func:`evaluate_version`, does it all, so a KFP component is a thin wr
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -248,12 +249,8 @@ class _Run:
     base_answers: list[TwinAnswer] = field(default_factory=list)
 
 
-def _prepare(settings: TwinSettings, name: str | None, version: str | None) -> _Run:
-    registry = ModelRegistry(settings.minio, settings.registry)
-    model = registry.get(
-        name or settings.serving.model_name or settings.registry.default_model, version
-    )
-    settings = _evaluation_settings(settings, model)
+def _prepare(settings: TwinSettings, model: ModelVersion) -> _Run:
+    """The held-out data first (a version without it is refused before any model loads)."""
     with tempfile.TemporaryDirectory(prefix="twin-evaluation-") as workdir:
         splits = _instruction_splits(settings, model, Path(workdir))
     return _Run(
@@ -270,21 +267,22 @@ def _answer_and_retrieve(
     settings: TwinSettings, run: _Run, hashes: dict[str, str]
 ) -> tuple[RetrievalFigures, SharedRetriever]:
     """Both models answer the asked questions through one retriever, which is then scored."""
+    from twin_lib.serving.generators import make_generator
+
     params = GenerationParams(max_tokens=settings.evaluation.max_new_tokens, temperature=0.0)
     questions = [question(e) for e in run.asked]
     twin = build_twin(settings, run.served)
     retriever = SharedRetriever(twin.retriever)
     twin.retriever = retriever
-    from twin_lib.serving.generators import make_generator
-
-    base = Twin(
-        run.served.model_copy(update={"version": "base", "model_dir": run.base_weights}),
-        retriever,
-        make_generator(settings.serving, run.base_weights),
-        settings.serving,
-    )
+    base: Twin | None = None
     try:
         run.twin_answers = _answer_all(twin, questions, params)
+        base = Twin(
+            run.served.model_copy(update={"version": "base", "model_dir": run.base_weights}),
+            retriever,
+            make_generator(settings.serving, run.base_weights),
+            settings.serving,
+        )
         run.base_answers = _answer_all(base, questions, params)
         probes = (run.held_out + run.rest)[: settings.evaluation.max_retrieval_questions]
         figures = ranking_figures(
@@ -293,7 +291,8 @@ def _answer_and_retrieve(
             settings.serving.retrieval.top_k,
         )
     finally:
-        close_if_closable(base.generator)
+        if base is not None:
+            close_if_closable(base.generator)
         twin.close()
     return figures, retriever
 
@@ -352,8 +351,12 @@ def evaluate_version(
     serving.model_name, else registry.default_model) against its base model; store the
     results beside it and return them. ``report_path`` also gets a copy of the HTML report."""
     started = time.monotonic()
-    run = _prepare(settings, name, version)
-    settings = _evaluation_settings(settings, run.model)
+    registry = ModelRegistry(settings.minio, settings.registry)
+    model = registry.get(
+        name or settings.serving.model_name or settings.registry.default_model, version
+    )
+    settings = _evaluation_settings(settings, model)
+    run = _prepare(settings, model)
     logger.info(
         "evaluating",
         extra={
@@ -367,12 +370,14 @@ def evaluate_version(
     retrieval, retriever = _answer_and_retrieve(settings, run, collection.content_hashes)
     embed = embedder(settings.features.embedding)
     scores, calibration = _style(settings, run, collection.other_authors, embed)
-    shared = {
-        "held_out": [e.answer for e in run.held_out],
-        "calibration": calibration,
-        "retriever": retriever,
-        "embed": embed,
-    }
+    measure = functools.partial(
+        _figures,
+        settings,
+        held_out=[e.answer for e in run.held_out],
+        calibration=calibration,
+        retriever=retriever,
+        embed=embed,
+    )
     answers = zip(run.asked, run.twin_answers, run.base_answers, strict=True)
     result = EvaluationResult(
         model=run.model.name,
@@ -381,17 +386,10 @@ def evaluate_version(
         author=run.served.author,
         collection=run.served.collection,
         questions=len(run.asked),
-        candidate=_figures(
-            settings,
-            run.served.label,
-            run.served.model_dir,
-            run.twin_answers,
-            style=scores["twin"],
-            **shared,
+        candidate=measure(
+            run.served.label, run.served.model_dir, run.twin_answers, style=scores["twin"]
         ),
-        base=_figures(
-            settings, "base", run.base_weights, run.base_answers, style=scores["base"], **shared
-        ),
+        base=measure("base", run.base_weights, run.base_answers, style=scores["base"]),
         calibration=calibration,
         retrieval=retrieval,
         judge=_judge(settings, run, retriever),
@@ -406,7 +404,6 @@ def evaluate_version(
             for example, twin, base in list(answers)[: settings.evaluation.samples]
         ],
     )
-    registry = ModelRegistry(settings.minio, settings.registry)
     return store_evaluation(settings, registry, result, started, report_path)
 
 
