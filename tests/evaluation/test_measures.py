@@ -13,7 +13,7 @@ from twin_lib.evaluation.answers import answer_stats
 from twin_lib.evaluation.grounding import grounding, sentences
 from twin_lib.evaluation.perplexity import held_out_perplexity
 from twin_lib.evaluation.ranking import ranking_figures
-from twin_lib.evaluation.style import style_position, style_scores
+from twin_lib.evaluation.style import calibrated_style, style_position, style_scores
 from twin_lib.evaluation.vectors import Embedder
 from twin_lib.settings import EvaluationSettings
 
@@ -53,6 +53,32 @@ def test_empty_answers_have_no_style(embed: Embedder) -> None:
     scores = style_scores(PROFILE, {"empty": ["", "  \n"], "author": HELD_OUT}, embed=embed)
     assert scores["empty"].tfidf == 0.0 and scores["empty"].embedding == 0.0
     assert scores["author"].embedding > 0.2
+
+
+def test_without_another_author_the_base_answers_are_the_floor(embed: Embedder) -> None:
+    twin_answers = [ESSAYS["knitting"][:200], ESSAYS["kites"][:200]]
+    twin, base, calibration = calibrated_style(
+        PROFILE,
+        twin=twin_answers,
+        base=UNRELATED[:2],
+        author_answers=HELD_OUT,
+        other_authors=[],
+        embed=embed,
+    )
+    assert calibration.floor_source == "base_answers" and calibration.floor == base
+    assert (calibration.profile_texts, calibration.ceiling_texts) == (6, 5)
+    assert style_position(base, calibration.ceiling, calibration.floor).tfidf == 0.0
+    position = style_position(twin, calibration.ceiling, calibration.floor)
+    assert position.tfidf is not None and position.tfidf > 0.5
+    _, _, with_other = calibrated_style(
+        PROFILE,
+        twin=twin_answers,
+        base=UNRELATED[:2],
+        author_answers=HELD_OUT,
+        other_authors=MORE_UNRELATED,
+        embed=embed,
+    )
+    assert with_other.floor_source == "other_author" and with_other.floor_texts == 3
 
 
 def test_a_calibration_that_cannot_separate_ceiling_and_floor_gives_no_position(

@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from twin_lib.evaluation.results import StylePosition, StyleScore
+from twin_lib.evaluation.results import (
+    FloorSource,
+    StyleCalibration,
+    StylePosition,
+    StyleScore,
+)
 from twin_lib.evaluation.vectors import Embedder, profile, unit_rows
 
 
@@ -74,3 +79,35 @@ def style_position(score: StyleScore, ceiling: StyleScore, floor: StyleScore) ->
         tfidf=_position(score.tfidf, ceiling.tfidf, floor.tfidf),
         embedding=_position(score.embedding, ceiling.embedding, floor.embedding),
     )
+
+
+def calibrated_style(
+    author_texts: Sequence[str],
+    *,
+    twin: Sequence[str],
+    base: Sequence[str],
+    author_answers: Sequence[str],
+    other_authors: Sequence[str],
+    embed: Embedder,
+    ngrams: tuple[int, int] = (2, 4),
+) -> tuple[StyleScore, StyleScore, StyleCalibration]:
+    """Twin and base answers scored against the profile of ``author_texts``, with the
+    author's own answers to the same questions as the ceiling and other authors' text as the
+    floor; without another author the base model's answers are the floor (the base then sits
+    at 0 by construction, and the twin's position says how much of the way to the author
+    the fine-tuning went)."""
+    groups = {"twin": twin, "base": base, "ceiling": author_answers}
+    if other_authors:
+        groups["floor"] = other_authors
+    scores = style_scores(author_texts, groups, embed=embed, ngrams=ngrams)
+    floor = "floor" if other_authors else "base"
+    source: FloorSource = "other_author" if other_authors else "base_answers"
+    calibration = StyleCalibration(
+        ceiling=scores["ceiling"],
+        floor=scores[floor],
+        floor_source=source,
+        profile_texts=len(author_texts),
+        ceiling_texts=len(author_answers),
+        floor_texts=len(groups[floor]),
+    )
+    return scores["twin"], scores["base"], calibration

@@ -35,7 +35,6 @@ from twin_lib.evaluation.ranking import ranking_figures
 from twin_lib.evaluation.report import report_html
 from twin_lib.evaluation.results import (
     EvaluationResult,
-    FloorSource,
     JudgeFigures,
     ModelFigures,
     RetrievalFigures,
@@ -43,7 +42,7 @@ from twin_lib.evaluation.results import (
     StyleCalibration,
     StyleScore,
 )
-from twin_lib.evaluation.style import style_position, style_scores
+from twin_lib.evaluation.style import calibrated_style, style_position
 from twin_lib.evaluation.vectors import Embedder
 from twin_lib.registry.models import ModelVersion
 from twin_lib.registry.store import ModelRegistry
@@ -297,30 +296,6 @@ def _answer_and_retrieve(
     return figures, retriever
 
 
-def _style(
-    settings: TwinSettings, run: _Run, other: list[str], embed: Embedder
-) -> tuple[dict[str, StyleScore], StyleCalibration]:
-    """Scores of both models' answers, calibrated by the author's own answers (ceiling) and
-    another author's text, or the base model's answers when the collection has no other."""
-    floor = "floor" if other else "base"
-    groups = {
-        "twin": [a.text for a in run.twin_answers],
-        "base": [a.text for a in run.base_answers],
-        "ceiling": [e.answer for e in run.asked],
-    } | ({"floor": other} if other else {})
-    profile = [e.answer for e in run.rest]
-    scores = style_scores(profile, groups, embed=embed, ngrams=settings.evaluation.char_ngrams)
-    source: FloorSource = "other_author" if other else "base_answers"
-    return scores, StyleCalibration(
-        ceiling=scores["ceiling"],
-        floor=scores[floor],
-        floor_source=source,
-        profile_texts=len(profile),
-        ceiling_texts=len(groups["ceiling"]),
-        floor_texts=len(groups[floor]),
-    )
-
-
 def _judge(settings: TwinSettings, run: _Run, retriever: SharedRetriever) -> JudgeFigures | None:
     config = settings.evaluation.judge
     if not config.enabled:
@@ -369,7 +344,15 @@ def evaluate_version(
     collection = read_collection_texts(settings, run.served.collection, run.served.author)
     retrieval, retriever = _answer_and_retrieve(settings, run, collection.content_hashes)
     embed = embedder(settings.features.embedding)
-    scores, calibration = _style(settings, run, collection.other_authors, embed)
+    twin_style, base_style, calibration = calibrated_style(
+        [e.answer for e in run.rest],
+        twin=[a.text for a in run.twin_answers],
+        base=[a.text for a in run.base_answers],
+        author_answers=[e.answer for e in run.asked],
+        other_authors=collection.other_authors,
+        embed=embed,
+        ngrams=settings.evaluation.char_ngrams,
+    )
     measure = functools.partial(
         _figures,
         settings,
@@ -387,9 +370,9 @@ def evaluate_version(
         collection=run.served.collection,
         questions=len(run.asked),
         candidate=measure(
-            run.served.label, run.served.model_dir, run.twin_answers, style=scores["twin"]
+            run.served.label, run.served.model_dir, run.twin_answers, style=twin_style
         ),
-        base=measure("base", run.base_weights, run.base_answers, style=scores["base"]),
+        base=measure("base", run.base_weights, run.base_answers, style=base_style),
         calibration=calibration,
         retrieval=retrieval,
         judge=_judge(settings, run, retriever),
