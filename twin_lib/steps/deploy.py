@@ -9,6 +9,9 @@ the server reports it), and is then promoted. On any failure the canary is remov
 running version keeps serving. The registry records each step as a deployment event, and
 the statuses follow: the new version becomes deployed, the one it replaced approved again
 ("kept for rollback"); a failed rollout leaves the version approved.
+
+With ``serving.deployment.target: local`` the same rules and records apply to this
+machine's ``twin serve`` process instead (``twin_lib.steps.local_deploy``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 
 from kubernetes.client import ApiClient
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twin_lib.k8s.inference_service import (
     Body,
@@ -60,13 +63,19 @@ class DeploymentResult(BaseModel):
     previous: str | None = None
     traffic_percent: int | None = None
     answer: str | None = None
+    endpoint: str | None = Field(default=None, description="where it answers (local target)")
     duration_s: float
 
     def markdown(self) -> str:
+        where = (
+            f"- local model server: {self.endpoint}"
+            if self.endpoint
+            else f"- InferenceService: `{self.namespace}/{self.isvc}`"
+        )
         lines = [
             f"## {self.model} {self.version}: {self.action}",
             "",
-            f"- InferenceService: `{self.namespace}/{self.isvc}`",
+            where,
             f"- replaced: {self.previous or 'nothing (first deployment)'}",
             f"- canary traffic while checked: {self.traffic_percent}%"
             if self.traffic_percent is not None
@@ -118,11 +127,17 @@ def smoke(settings: TwinSettings, model: ModelVersion) -> ClientAnswer:
             f"serving.deployment.smoke_url {deployment.smoke_url!r} is not a valid template: "
             f"use only {{service}} and {{namespace}} ({error!r})"
         ) from error
+    return ask_smoke(settings, model, url, served_name=deployment.isvc_name)
+
+
+def ask_smoke(
+    settings: TwinSettings, model: ModelVersion, url: str, *, served_name: str
+) -> ClientAnswer:
+    """The smoke question to the server at ``url``, which must answer as ``model``."""
+    deployment = settings.serving.deployment
     label = f"{model.name}/{model.version}"
     try:
-        with TwinClient(
-            url, model=deployment.isvc_name, timeout_s=deployment.smoke_timeout_s
-        ) as client:
+        with TwinClient(url, model=served_name, timeout_s=deployment.smoke_timeout_s) as client:
             answer = client.ask(deployment.smoke_question)
     except TwinClientError as error:
         raise DeploymentError(f"smoke question to {label} failed: {error}") from error
@@ -136,27 +151,21 @@ def smoke(settings: TwinSettings, model: ModelVersion) -> ClientAnswer:
     return answer
 
 
-class _Rollout:
-    """One deploy or rollback: the cluster, the registry and who asked, held together."""
+class Ledger:
+    """The registry side of a rollout, whatever serves the version: deployment events, the
+    version becoming deployed and the one it replaced going back to approved."""
 
     def __init__(
-        self, settings: TwinSettings, services: InferenceServices, model_name: str, by: str
+        self, settings: TwinSettings, model_name: str, by: str, *, isvc: str, namespace: str
     ) -> None:
         self.settings = settings
         self.deployment = settings.serving.deployment
-        self.services = services
         self.registry = ModelRegistry(settings.minio, settings.registry)
         self.model_name = model_name
         self.by = by
+        self.isvc = isvc
+        self.namespace = namespace
         self.started = time.monotonic()
-
-    @property
-    def isvc(self) -> str:
-        return self.deployment.isvc_name
-
-    @property
-    def where(self) -> str:
-        return self.services.where(self.isvc)
 
     def record(
         self, model: ModelVersion, action: DeploymentAction, reason: str, percent: int | None
@@ -164,7 +173,7 @@ class _Rollout:
         event = DeploymentEvent(
             action=action,
             isvc=self.isvc,
-            namespace=self.services.namespace,
+            namespace=self.namespace,
             traffic_percent=percent,
             by=self.by,
             reason=reason,
@@ -179,32 +188,10 @@ class _Rollout:
             version=model.version,
             action=action,
             isvc=self.isvc,
-            namespace=self.services.namespace,
+            namespace=self.namespace,
             duration_s=time.monotonic() - self.started,
             **fields,  # type: ignore[arg-type]
         )
-
-    def serving(self, existing: Body) -> str:
-        """The version the predictor serves; refuses a service the deployer did not make."""
-        current = predictor_name(existing)
-        if not current:
-            raise DeploymentError(
-                f"{self.where} has an unnamed predictor, so it was not created by the deployer "
-                "(an older static manifest?); it cannot be rolled out by version. Delete it "
-                f"(`kubectl delete isvc -n {self.services.namespace} {self.isvc}`) and deploy "
-                "an approved version again"
-            )
-        return current
-
-    def wait_and_smoke(self, model: ModelVersion, *, canary: bool) -> ClientAnswer:
-        self.services.wait_ready(
-            self.isvc,
-            model.version,
-            canary=canary,
-            timeout_s=self.deployment.ready_timeout_s,
-            poll_s=self.deployment.poll_interval_s,
-        )
-        return smoke(self.settings, model)
 
     def mark_deployed(self, model: ModelVersion, reason: str) -> None:
         self.registry.transition(
@@ -228,6 +215,45 @@ class _Rollout:
                 "replaced version was not recorded as deployed",
                 extra={"version": version, "status": str(previous.status), "by": by_version},
             )
+
+
+class _Rollout(Ledger):
+    """One deploy or rollback on the cluster: the InferenceService and the registry."""
+
+    def __init__(
+        self, settings: TwinSettings, services: InferenceServices, model_name: str, by: str
+    ) -> None:
+        deployment = settings.serving.deployment
+        super().__init__(
+            settings, model_name, by, isvc=deployment.isvc_name, namespace=services.namespace
+        )
+        self.services = services
+
+    @property
+    def where(self) -> str:
+        return self.services.where(self.isvc)
+
+    def serving(self, existing: Body) -> str:
+        """The version the predictor serves; refuses a service the deployer did not make."""
+        current = predictor_name(existing)
+        if not current:
+            raise DeploymentError(
+                f"{self.where} has an unnamed predictor, so it was not created by the deployer "
+                "(an older static manifest?); it cannot be rolled out by version. Delete it "
+                f"(`kubectl delete isvc -n {self.services.namespace} {self.isvc}`) and deploy "
+                "an approved version again"
+            )
+        return current
+
+    def wait_and_smoke(self, model: ModelVersion, *, canary: bool) -> ClientAnswer:
+        self.services.wait_ready(
+            self.isvc,
+            model.version,
+            canary=canary,
+            timeout_s=self.deployment.ready_timeout_s,
+            poll_s=self.deployment.poll_interval_s,
+        )
+        return smoke(self.settings, model)
 
     # -- deploy ------------------------------------------------------------------------
 
@@ -317,6 +343,10 @@ def deploy_version(
     )
     check_deployable(model)
     deployment = settings.serving.deployment
+    if deployment.target == "local":
+        from twin_lib.steps.local_deploy import deploy_locally
+
+        return deploy_locally(settings, model, by=by)
     percent = deployment.canary_percent if canary_percent is None else canary_percent
     rollout = _Rollout(settings, _services(settings, api), model.name, by)
     existing = rollout.services.get(rollout.isvc)
@@ -342,6 +372,12 @@ def rollback(
 ) -> DeploymentResult:
     """Remove a canary in progress; otherwise serve the previously deployed version again
     (checked like a rollout: ready, then the smoke question)."""
+    if settings.serving.deployment.target == "local":
+        raise DeploymentError(
+            "rollback acts on the cluster's InferenceService, and serving.deployment.target "
+            "is local: deploy the earlier approved version instead (`twin deploy VERSION`; "
+            "`twin models list` shows which versions are approved)"
+        )
     rollout = _Rollout(settings, _services(settings, api), _model_name(settings, name), by)
     existing = rollout.services.get(rollout.isvc)
     if existing is None:
