@@ -52,6 +52,9 @@ def _user_turn(item: JudgeItem, first: str, second: str) -> str:
     )
 
 
+CHOICES: dict[str, Choice] = {"A": "A", "B": "B", "TIE": "tie"}
+
+
 def parse_verdict(text: str) -> dict[str, Choice | None]:
     """Each criterion's choice, None where the reply does not state one."""
     try:
@@ -61,8 +64,7 @@ def parse_verdict(text: str) -> dict[str, Choice | None]:
     found: dict[str, Choice | None] = {}
     for criterion in CRITERIA:
         value = raw.get(criterion) if isinstance(raw, dict) else None
-        choice = str(value).strip().upper() if value is not None else ""
-        found[criterion] = "tie" if choice == "TIE" else choice if choice in ("A", "B") else None  # type: ignore[assignment]
+        found[criterion] = CHOICES.get(str(value).strip().upper()) if value is not None else None
     return found
 
 

@@ -12,8 +12,12 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twin_lib.evaluation.results import Perplexity
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ def held_out_perplexity(
     )
 
 
-def _batch_nll(model: object, batch: list[list[int]], pad: int) -> tuple[float, int]:
+def _batch_nll(model: PreTrainedModel, batch: list[list[int]], pad: int) -> tuple[float, int]:
     """Summed NLL of every predicted token of a right-padded batch, and how many there were."""
     import torch
     from torch.nn import functional
@@ -66,7 +70,7 @@ def _batch_nll(model: object, batch: list[list[int]], pad: int) -> tuple[float, 
     width = max(len(ids) for ids in batch)
     ids = torch.tensor([row + [pad] * (width - len(row)) for row in batch])
     mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch])
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # type: ignore[operator]
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     targets, scored = ids[:, 1:], mask[:, 1:].bool()
     nll = functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     return float(nll[scored].sum()), int(scored.sum())

@@ -7,9 +7,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from twin_lib.evaluation.results import EvaluationResult, ModelFigures, StyleScore
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TWIN_COLOUR, BASE_COLOUR = "#1f77b4", "#aaaaaa"
 STYLE = (
@@ -20,12 +24,12 @@ STYLE = (
 )
 
 
-def _png(figure: object) -> str:
+def _png(figure: Figure) -> str:
     from matplotlib import pyplot as plt
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)  # type: ignore[attr-defined]
-    plt.close(figure)  # type: ignore[arg-type]
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -95,8 +99,8 @@ def _rows(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _figures_table(twin: ModelFigures, base: ModelFigures) -> str:
-    def row(name: str, get: object) -> list[str]:
-        return [name, get(twin), get(base)]  # type: ignore[operator]
+    def row(name: str, get: Callable[[ModelFigures], str]) -> list[str]:
+        return [name, get(twin), get(base)]
 
     rows = [
         row("weights", lambda f: f.weights),
