@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s_client
 
 from tests.support import apiserver
 from twin_lib.k8s import tools, validate
@@ -69,3 +70,14 @@ def api_server(
         crd_files = [path for source in tools.CRD_SOURCES for path in tools.module_files(source)]
         apiserver.install_crds(server, crd_files)
         yield server
+
+
+@pytest.fixture
+def api(api_server: apiserver.ApiServer) -> Iterator[k8s_client.ApiClient]:
+    with api_server.api_client() as client:
+        yield client
+
+
+@pytest.fixture
+def objects(api: k8s_client.ApiClient) -> k8s_client.CustomObjectsApi:
+    return k8s_client.CustomObjectsApi(api)

@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from tests.support import apiserver
 from tests.support.apiserver import ApiServer
 from tests.support.loopback import serving
+from tests.support.openai_server import chat_completion
 from twin_lib.cli import app
 from twin_lib.k8s import inference_service as isvc_lib
 from twin_lib.k8s import validate
@@ -72,17 +73,7 @@ def _handler(twins: Twins) -> type[BaseHTTPRequestHandler]:
             else:
                 text = "" if mode == "empty" else "I write about retrieval and evaluation."
                 body = {
-                    "id": "chatcmpl-1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": request["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
-                        }
-                    ],
+                    **chat_completion("chatcmpl-1", request["model"], text),
                     "sources": [],
                     "answer_id": "ans-1",
                 }
@@ -121,17 +112,6 @@ def namespace(api_server: ApiServer) -> str:
     result = apiserver.apply(api_server, yaml.safe_dump(doc))
     assert result.returncode == 0, result.errors
     return name
-
-
-@pytest.fixture
-def api(api_server: ApiServer) -> Iterator[k8s_client.ApiClient]:
-    with api_server.api_client() as client:
-        yield client
-
-
-@pytest.fixture
-def objects(api: k8s_client.ApiClient) -> k8s_client.CustomObjectsApi:
-    return k8s_client.CustomObjectsApi(api)
 
 
 @pytest.fixture

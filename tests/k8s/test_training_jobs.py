@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -111,17 +111,6 @@ def dev_defaults(api_server: ApiServer, rendered: dict[str, str], namespace: str
     result = apiserver.apply(api_server, yaml.safe_dump_all(objects))
     assert result.returncode == 0, result.errors
     return objects[0]
-
-
-@pytest.fixture
-def api(api_server: ApiServer) -> Iterator[k8s_client.ApiClient]:
-    with api_server.api_client() as client:
-        yield client
-
-
-@pytest.fixture
-def objects(api: k8s_client.ApiClient) -> k8s_client.CustomObjectsApi:
-    return k8s_client.CustomObjectsApi(api)
 
 
 def _launcher(api_server: ApiServer, backend: str, namespace: str) -> ClusterLauncher:

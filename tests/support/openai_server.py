@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 from tests.support.loopback import serving
 
@@ -64,6 +65,23 @@ def _reply_text(user: str) -> str:
         if "SKIPPED" not in text
     ]
     return json.dumps({"items": items})
+
+
+def chat_completion(completion_id: str, model: str, text: str) -> dict[str, Any]:
+    """A non-streamed ``chat.completion`` body with one choice that finished normally."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+    }
 
 
 def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
@@ -133,23 +151,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             if request.get("stream"):
                 self._send_events(request, text, usage, fault)
                 return
-            self._send(
-                200,
-                {
-                    "id": f"chatcmpl-{number}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": request["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {**usage, "total_tokens": sum(usage.values())},
-                },
-            )
+            body = chat_completion(f"chatcmpl-{number}", request["model"], text)
+            self._send(200, {**body, "usage": {**usage, "total_tokens": sum(usage.values())}})
 
     return Handler
 
