@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
-from tests.support.isolated import isolated_settings
+from tests.support.isolated import private_stack
 from twin_lib.crawl import Source
 from twin_lib.domain import EmbeddedChunk
 from twin_lib.domain.records import read_records
 from twin_lib.features.embedding import embed_texts, load_model
 from twin_lib.settings import FeaturesSettings, TwinSettings
-from twin_lib.stack import LocalStack
 from twin_lib.steps.feature_run import run_feature_steps
 
 
@@ -53,10 +52,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = isolated_settings(root / "stack")
-        stack = LocalStack(settings)
-        stack.up()
-        try:
+        with private_stack(root / "stack") as settings:
             # Warm-up outside the timing: model, tokenizer, Great Expectations import (4-5 s).
             warmup = write_markdown_folder(load_chapters(3), root / "warmup")
             run_once(warmup, root / "work-warmup", settings)
@@ -64,8 +60,6 @@ def main() -> None:
             e2e_seconds, metrics = run_once(folder, root / "work-1", settings)
             rerun_seconds, rerun = run_once(folder, root / "work-2", settings)
             embedded = read_records(root / "work-1" / "valid_chunks.parquet", EmbeddedChunk)
-        finally:
-            stack.down()
 
     texts = [chunk.text for chunk in embedded]
     started = time.perf_counter()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tests.support.isolated import isolated_settings
+from tests.support.isolated import private_stack
 from tests.support.serving_data import build_served_setup
 from twin_lib.domain.chat import ChatMessage
 from twin_lib.generation.responder import render_chat
@@ -45,7 +45,6 @@ from twin_lib.serving.generators import TransformersGenerator
 from twin_lib.serving.prompt import build_prompt
 from twin_lib.serving.twin import Twin, build_twin
 from twin_lib.settings import BaseModelRecipe, TwinSettings
-from twin_lib.stack import LocalStack
 from twin_lib.stack.model_server import LocalModelServer
 from twin_lib.training.base_model import ensure_base_model
 
@@ -280,13 +279,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = isolated_settings(root / "stack")
-        stack = LocalStack(settings)
-        stack.up()
-        try:
+        with private_stack(root / "stack") as settings:
             run(settings, root, args)
-        finally:
-            stack.down()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.isolated import isolated_settings
-from twin_lib.stack import LocalStack
+from tests.support.isolated import private_stack
 from twin_lib.storage import ObjectStore, VectorRecord, VectorStore, chunk_collection_schema
 
 DIMS = 384
@@ -153,16 +152,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--mb", type=int, default=256, help="MiB moved through MinIO")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp:
-        settings = isolated_settings(Path(tmp) / "stack")
-        stack = LocalStack(settings)
-        stack.up()
-        try:
-            bench_minio(ObjectStore(settings.minio), args.mb, Path(tmp))
-            with VectorStore(settings.weaviate) as vectors:
-                bench_weaviate(vectors, args.objects, args.queries)
-        finally:
-            stack.down()
+    with (
+        tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp,
+        private_stack(Path(tmp) / "stack") as settings,
+    ):
+        bench_minio(ObjectStore(settings.minio), args.mb, Path(tmp))
+        with VectorStore(settings.weaviate) as vectors:
+            bench_weaviate(vectors, args.objects, args.queries)
     print(
         f"storage benchmark done: {args.mb} MiB through MinIO, {args.objects} vectors, "
         f"{args.queries} queries per search kind"

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from twin_lib.settings import MinioSettings, StackSettings, TwinSettings, WeaviateSettings
+from twin_lib.stack import LocalStack
 
 
 def free_port() -> int:
@@ -75,3 +78,15 @@ def private_stores(settings: TwinSettings, collection_prefix: str = "T") -> Twin
     )
     weaviate = settings.weaviate.model_copy(update={"collection": f"{collection_prefix}{tag}"})
     return settings.model_copy(update={"minio": minio, "weaviate": weaviate})
+
+
+@contextmanager
+def private_stack(state_dir: Path) -> Iterator[TwinSettings]:
+    """A started throw-away stack in ``state_dir``, stopped (by PID) on exit."""
+    settings = isolated_settings(state_dir)
+    stack = LocalStack(settings)
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down()
