@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from tests.support.isolated import private_stack
 from tests.support.serving_data import build_served_setup
 from twin_lib.domain.chat import ChatMessage
-from twin_lib.generation.responder import render_chat
+from twin_lib.generation.chat_model import render_chat
 from twin_lib.serving.client import TwinClient, TwinClientError
 from twin_lib.serving.contracts import GenerationParams, ServedModel
 from twin_lib.serving.generators import TransformersGenerator
