@@ -341,6 +341,11 @@ def test_ready_canary_that_answers_is_promoted_and_the_old_version_kept_for_roll
     assert _model(registry, cfg, old).status is ModelStatus.DEPLOYED
     assert _model(registry, cfg, new).status is ModelStatus.APPROVED
     assert _actions(_model(registry, cfg, new)) == ["canary", "promoted", "rolled_back"]
+    name = cfg.serving.model_name or ""
+    shown = CliRunner().invoke(app, ["models", "show", name, new], env=to_env(cfg))
+    assert shown.exit_code == 0, shown.output
+    for text in ("deployments", "canary", "promoted", "rolled_back", "10%", "on-call"):
+        assert text in shown.output
 
 
 def _assert_rolled_back(

@@ -115,6 +115,18 @@ def show(
             change.reason,
         )
     console.print(history)
+    if model.deployments:
+        rollouts = Table("at", "action", "service", "traffic", "by", "reason", title="deployments")
+        for event in model.deployments:
+            rollouts.add_row(
+                event.at.isoformat(timespec="seconds"),
+                event.action,
+                f"{event.namespace}/{event.isvc}",
+                "-" if event.traffic_percent is None else f"{event.traffic_percent}%",
+                event.by,
+                event.reason,
+            )
+        console.print(rollouts)
     datasets = Table("kind", "snapshot", "collection", "feature version", "chunks", title="data")
     for d in lineage.datasets:
         datasets.add_row(
