@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -43,9 +43,19 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option(help="Print the InferenceService for this version; send nothing.")
     ] = False,
+    target: Annotated[
+        Literal["kserve", "local"] | None,
+        typer.Option(
+            help="kserve: the cluster; local: this machine's `twin serve` process "
+            "(default: serving.deployment.target)."
+        ),
+    ] = None,
 ) -> None:
     """Roll an approved version out: canary, check, promote (or create the first one)."""
     settings = settings_of(ctx)
+    if target is not None:
+        settings = settings.model_copy(deep=True)
+        settings.serving.deployment.target = target
     with _reported():
         if dry_run:
             _print_service(ctx, version, model)
@@ -56,10 +66,9 @@ def deploy(
             settings, version, by="twin deploy", name=model, canary_percent=canary_percent
         )
     show(result.markdown())
-    summary(
-        f"{result.model} {result.version} {result.action} on "
-        f"{result.namespace}/{result.isvc} in {result.duration_s:.0f}s"
-    )
+    where = result.endpoint or f"{result.namespace}/{result.isvc}"
+    took = f"{result.duration_s:.0f}s"
+    summary(f"{result.model} {result.version} {result.action} on {where} in {took}")
 
 
 def _print_service(ctx: typer.Context, version: str, model: str | None) -> None:
