@@ -8,6 +8,7 @@ never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -77,13 +78,31 @@ def terminate(pid: int, create_time: float, *, timeout_s: float, label: str) -> 
     if process is None:
         return False
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except psutil.TimeoutExpired:
+    if not _exited(process, timeout_s):
         log.warning("did not stop in time, killing", extra={"service": label, "pid": pid})
         process.kill()
-        process.wait(timeout=10)
+        if not _exited(process, 10.0):
+            raise psutil.TimeoutExpired(10.0, pid=pid, name=label)
     return True
+
+
+def _exited(process: psutil.Process, timeout_s: float) -> bool:
+    """Whether it exited within ``timeout_s``. A zombie has exited: when a process that is
+    still running started it (a long-lived caller deployed locally, then a pipeline step
+    deploys the next version) only that parent can reap it, and waiting for it to vanish
+    would never end."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(psutil.Error, ChildProcessError):
+                    process.wait(timeout=0)  # reaped here when it is our child
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def tail(path: Path, lines: int) -> str:
