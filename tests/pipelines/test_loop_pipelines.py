@@ -53,21 +53,28 @@ def test_llm_twin_reuses_the_feature_and_training_tasks_unchanged():
 
 def test_promote_deploys_only_inside_the_approve_condition():
     compiled = spec(promote_pipeline)
+    components = compiled["components"]
     root = compiled["root"]["dag"]["tasks"]
-    assert "deploy-model" not in root
-    [condition] = [task for task in root.values() if "triggerPolicy" in task]
+    assert set(root) == {"decide-promotion", "deploy-if-approved"}
+    gated = root["deploy-if-approved"]
+    assert gated["cachingOptions"] == {}  # never from cache: the outcome changes per run
+    arguments = gated["inputs"]["parameters"]
+    assert arguments["outcome"]["taskOutputParameter"] == {
+        "outputParameterKey": "outcome",
+        "producerTask": "decide-promotion",
+    }
+    assert arguments["version"]["taskOutputParameter"]["outputParameterKey"] == "version"
+    inner = components[gated["componentRef"]["name"]]["dag"]["tasks"]
+    [condition] = inner.values()
+    # A condition on the inner pipeline's own input: KFP local execution resolves it.
     assert condition["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--decide-promotion-outcome'] == 'approve'"
+        "inputs.parameter_values['pipelinechannel--outcome'] == 'approve'"
     )
-    inside = compiled["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    inside = components[condition["componentRef"]["name"]]["dag"]["tasks"]
     assert set(inside) == {"deploy-model"}
-    deploy = inside["deploy-model"]
-    assert deploy["inputs"]["parameters"]["version"]["componentInputParameter"] == (
-        "pipelinechannel--decide-promotion-version"
-    )
-    assert deploy["inputs"]["parameters"]["target"]["componentInputParameter"] == (
-        "pipelinechannel--deploy_target"
-    )
+    deploy = inside["deploy-model"]["inputs"]["parameters"]
+    assert deploy["version"]["componentInputParameter"] == "pipelinechannel--version"
+    assert deploy["target"]["componentInputParameter"] == "pipelinechannel--deploy_target"
 
 
 def test_promote_takes_version_model_backend_and_target():
