@@ -17,13 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from tests.promotion.evaluations import crafted_evaluation, store_evaluation
 from tests.support.isolated import free_port
 from tests.support.serving_data import ServedSetup, register_model
+from twin_lib.cli import app
 from twin_lib.registry.models import DeploymentAction, ModelStatus, ModelVersion
 from twin_lib.registry.store import ModelRegistry
 from twin_lib.serving.client import TwinClient
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import TwinSettings, to_env
 from twin_lib.stack.model_server import LocalModelServer, ModelServerRecord
 from twin_lib.steps.deploy import (
     DeploymentError,
@@ -53,6 +57,8 @@ class Rollouts:
     after_failure: ModelServerRecord | None
     refusal: str
     after_refusal: ModelServerRecord | None
+    weights: Path
+    lineage: dict[str, str]
 
 
 def speaking_copy(weights: Path, folder: Path) -> Path:
@@ -102,6 +108,7 @@ def rollouts(
     settings.serving.version = None
     settings.serving.http_port = free_port()
     settings.serving.deployment.target = "local"
+    settings.gate.review_backend = "auto"
     settings.stack.state_dir = workdir / "state"
     registry = ModelRegistry(settings.minio, settings.registry)
     lineage = registry.get(served_setup.model.name, served_setup.model.version).dataset_snapshots
@@ -132,6 +139,8 @@ def rollouts(
             after_failure=after_failure,
             refusal=refusal,
             after_refusal=server.running(),
+            weights=weights,
+            lineage=lineage,
         )
     finally:
         server.down()
@@ -194,3 +203,40 @@ def test_a_candidate_is_refused_without_touching_the_server(rollouts: Rollouts):
 def test_cluster_rollback_is_refused_for_the_local_target(rollouts: Rollouts):
     with pytest.raises(DeploymentError, match="twin deploy VERSION"):
         rollback(rollouts.settings, by="tests")
+
+
+def promote_locally(rollouts: Rollouts, version: str, tmp_path: Path) -> Result:
+    """``twin pipeline run promote --local`` on ``version``, deploying to the local server."""
+    params = {"version": version, "review_backend": "auto", "deploy_target": "local"}
+    arguments = ["pipeline", "run", "promote", "--local", "--pipeline-root", str(tmp_path)]
+    arguments += [f"--param={key}={value}" for key, value in params.items()]
+    return CliRunner().invoke(app, arguments)
+
+
+def test_promote_pipeline_refuses_a_rejected_candidate_and_deploys_an_approved_one(
+    rollouts: Rollouts, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """``twin pipeline run promote --local`` with the auto backend and the local target.
+    Runs last in this module: it replaces what the local server serves."""
+    for key, value in to_env(rollouts.settings).items():
+        monkeypatch.setenv(key, value)  # the CLI exports these for its KFP tasks
+    monkeypatch.delenv("TWIN_SERVING__VERSION", raising=False)
+    weaker = register_model(rollouts.settings, NAME, rollouts.weights, rollouts.lineage, ())
+    store_evaluation(rollouts.registry, crafted_evaluation(weaker, perplexity=(30.0, 12.0)))
+    stronger = register_model(rollouts.settings, NAME, rollouts.weights, rollouts.lineage, ())
+    store_evaluation(rollouts.registry, crafted_evaluation(stronger))
+    serving_before = LocalModelServer(rollouts.settings).running()
+
+    rejected = promote_locally(rollouts, weaker.version, tmp_path / "rejected")
+    assert rejected.exit_code == 0, rejected.output
+    assert status(rollouts, weaker) == ModelStatus.REJECTED
+    assert actions(rollouts, weaker) == []
+    assert LocalModelServer(rollouts.settings).running() == serving_before
+
+    approved = promote_locally(rollouts, stronger.version, tmp_path / "approved")
+    assert approved.exit_code == 0, approved.output
+    assert status(rollouts, stronger) == ModelStatus.DEPLOYED
+    assert actions(rollouts, stronger) == [DeploymentAction.PROMOTED]
+    assert status(rollouts, rollouts.second) == ModelStatus.APPROVED
+    serving = LocalModelServer(rollouts.settings).running()
+    assert serving is not None and serving.model == f"{NAME}/{stronger.version}"
