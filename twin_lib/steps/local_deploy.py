@@ -41,9 +41,16 @@ def _served(
     return resolve_served_model(pinned, model_dir=record.model_dir if record else None)
 
 
-def _version_of(record: ModelServerRecord) -> str:
-    """The registry version a running server was pinned to (its label is name/version)."""
-    return record.model.rpartition("/")[2]
+def _pinned(record: ModelServerRecord) -> tuple[str, str]:
+    """The registry model and version a running server was pinned to (its name/version)."""
+    name, _, version = record.model.rpartition("/")
+    return name, version
+
+
+def _replaced_label(before: ModelServerRecord, model: ModelVersion) -> str:
+    """What the running server serves, as a version of ``model``'s name or as name/version."""
+    name, version = _pinned(before)
+    return version if name == model.name else before.model
 
 
 class _LocalRollout(Ledger):
@@ -66,18 +73,18 @@ class _LocalRollout(Ledger):
         """Serve ``served`` and return its URL; raises when it never becomes ready."""
         return self.server.up(served).url
 
-    def restore(self, before: ModelServerRecord | None, failed: ModelVersion) -> str:
-        """Bring back the server that ran before ``failed``; says what serves now."""
+    def restore(self, before: ModelServerRecord | None) -> str:
+        """Bring back the server that ran before; says what serves now."""
         if before is None:
             return "nothing served before, and nothing serves now"
         try:
-            previous = self.registry.get(self.model_name, _version_of(before))
+            previous = self.registry.get(*_pinned(before))
             url = self.start(_served(self.settings, previous, before))
         except Exception as error:  # reported in the rollout's own error
             log.error("previous model server not restored", extra={"model": before.model})
             return (
                 f"{before.model} could not be started again either ({error}); start it with "
-                f"`twin serve up --version {_version_of(before)}`"
+                f"`twin serve up --version {_pinned(before)[1]}`"
             )
         log.warning("previous model server restored", extra={"model": before.model, "url": url})
         return f"{before.model} serves again at {url}"
@@ -91,13 +98,12 @@ def deploy_locally(settings: TwinSettings, model: ModelVersion, *, by: str) -> D
     except (ModelNotServableError, FeatureVersionMismatchError) as error:
         raise DeploymentError(f"{model.name} {model.version} was not deployed: {error}") from error
     before = rollout.server.running()
-    label = served.label
-    if before is not None and before.model == label:
+    if before is not None and before.model == served.label:
         raise DeploymentError(
             f"the local model server at {before.url} already serves {served.label}"
         )
     replaced = rollout.deployed_others(model)
-    previous = _version_of(before) if before else (replaced[0] if replaced else None)
+    previous = _replaced_label(before, model) if before else (replaced[0] if replaced else None)
     log.info("deploying locally", extra={"model": served.label, "replaces": previous, "by": by})
     if before is not None:
         rollout.server.down()
@@ -106,7 +112,7 @@ def deploy_locally(settings: TwinSettings, model: ModelVersion, *, by: str) -> D
         answer = ask_smoke(settings, model, url, served_name=settings.serving.served_name)
     except Exception as error:
         rollout.server.down()
-        serving_now = rollout.restore(before, model)
+        serving_now = rollout.restore(before)
         rollout.record(model, DeploymentAction.FAILED, f"{error}; {serving_now}", None)
         raise DeploymentError(
             f"{model.name} {model.version} failed on the local model server: {error}. "
