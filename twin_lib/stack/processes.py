@@ -8,7 +8,6 @@ never signalled.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -87,16 +86,22 @@ def terminate(pid: int, create_time: float, *, timeout_s: float, label: str) -> 
 
 
 def _exited(process: psutil.Process, timeout_s: float) -> bool:
-    """Whether it exited within ``timeout_s``. A zombie has exited: when a process that is
-    still running started it (a long-lived caller deployed locally, then a pipeline step
-    deploys the next version) only that parent can reap it, and waiting for it to vanish
-    would never end."""
+    """Whether it exited within ``timeout_s``. Our own child is waited for and reaped. Any
+    other process has exited once it is a zombie: when a process that is still running
+    started it (a long-lived caller deployed locally, then a pipeline step deploys the next
+    version) only that parent can reap it, and waiting for it to vanish would never end."""
+    try:
+        if process.ppid() == os.getpid():
+            process.wait(timeout=timeout_s)
+            return True
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             if process.status() == psutil.STATUS_ZOMBIE:
-                with contextlib.suppress(psutil.Error, ChildProcessError):
-                    process.wait(timeout=0)  # reaped here when it is our child
                 return True
         except psutil.NoSuchProcess:
             return True
