@@ -15,22 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.isolated import isolated_settings
+from tests.support.isolated import private_stack
 from tests.support.serving_data import ServedSetup, build_served_setup
 from twin_lib.settings import BaseModelRecipe, TwinSettings
-from twin_lib.stack import LocalStack
 from twin_lib.storage import ObjectStore, VectorStore
 
 
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinSettings]:
-    settings = isolated_settings(tmp_path_factory.mktemp("stack"))
-    stack = LocalStack(settings)
-    stack.up()
-    try:
+    with private_stack(tmp_path_factory.mktemp("stack")) as settings:
         yield settings
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ def test_a_server_whose_parent_does_not_reap_it_counts_as_stopped():
         started = psutil.Process(pid).create_time()
         began = time.monotonic()
         assert processes.terminate(pid, started, timeout_s=5.0, label="sleeper") is True
-        assert time.monotonic() - began < processes.ZOMBIE_GRACE_S + 1.0  # not the timeout
+        assert time.monotonic() - began < 4.0  # not the timeout
         assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # its parent's to reap
     finally:
         parent.kill()

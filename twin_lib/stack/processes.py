@@ -85,16 +85,13 @@ def terminate(pid: int, create_time: float, *, timeout_s: float, label: str) -> 
     return True
 
 
-ZOMBIE_GRACE_S = 1.0
-"""How long an exited process of another parent may stay a zombie before it counts as gone."""
-
-
 def _exited(process: psutil.Process, timeout_s: float) -> bool:
-    """Whether it exited within ``timeout_s``. Our own child is waited for and reaped. Any
-    other process is waited for until it is gone, which is soon when init reaps it (a
-    detached service); but when a process that is still running started it (a long-lived
-    caller deployed locally, then a pipeline step deploys the next version) only that parent
-    can reap it, so a zombie counts as exited after ``ZOMBIE_GRACE_S``."""
+    """Whether it exited within ``timeout_s``. Our own child is waited for and reaped.
+    Another process is waited for until it is gone: an orphan (a detached service whose
+    starter has exited) is reaped by init. But when a process that is still running started
+    it (a long-lived caller deployed locally, then a pipeline step deploys the next version)
+    only that parent can reap it, so a zombie with a living parent other than init counts as
+    exited: waiting for it to vanish would never end."""
     try:
         if process.ppid() == os.getpid():
             process.wait(timeout=timeout_s)
@@ -104,18 +101,15 @@ def _exited(process: psutil.Process, timeout_s: float) -> bool:
     except psutil.TimeoutExpired:
         return False
     deadline = time.monotonic() + timeout_s
-    zombie_since: float | None = None
     while True:
-        now = time.monotonic()
         try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                zombie_since = zombie_since or now
-                if now - zombie_since >= ZOMBIE_GRACE_S:
-                    return True
+            zombie = process.status() == psutil.STATUS_ZOMBIE
+            if zombie and process.ppid() > 1:
+                return True
         except psutil.NoSuchProcess:
             return True
-        if now >= deadline:
-            return zombie_since is not None
+        if time.monotonic() >= deadline:
+            return zombie
         time.sleep(0.05)
 
 
