@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.isolated import private_stack
+from tests.support.argilla import private_argilla
+from tests.support.isolated import isolated_settings, private_stack
 from tests.support.serving_data import ServedSetup, build_served_setup
 from twin_lib.settings import BaseModelRecipe, TwinSettings
 from twin_lib.storage import ObjectStore, VectorStore
@@ -24,6 +25,14 @@ from twin_lib.storage import ObjectStore, VectorStore
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinSettings]:
     with private_stack(tmp_path_factory.mktemp("stack")) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def argilla_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinSettings]:
+    """A real Argilla 2.8 (server, worker, OpenSearch, Redis) on free loopback ports, started
+    once per session; ``argilla.url`` and ``argilla.api_key`` (the owner's) point at it."""
+    with private_argilla(isolated_settings(tmp_path_factory.mktemp("argilla"))) as settings:
         yield settings
 
 

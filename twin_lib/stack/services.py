@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twin_lib.settings import TwinSettings
 
@@ -31,8 +31,18 @@ class ServicePlan(BaseModel):
     env: dict[str, str]
     data_dir: Path
     endpoint: str
-    ready_url: str
+    ready_url: str | None = Field(
+        description="HTTP URL answering 200 when ready, or tcp://host:port that accepts "
+        "connections; None: ready once it stays up (a worker with no listener)"
+    )
     ports: dict[str, int]
+    version: str | None = Field(default=None, description="when known without asking it")
+    needs: list[str] = Field(
+        default_factory=list, description="services that must be ready before it starts"
+    )
+    prepare: list[list[str]] = Field(
+        default_factory=list, description="idempotent commands run (with env) before start"
+    )
 
 
 def _host_port(endpoint: str) -> tuple[str, int]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 
 from twin_lib.hashing import sha256_text
 from twin_lib.settings import TwinSettings
-from twin_lib.stack import processes
+from twin_lib.stack import argilla, processes
 from twin_lib.stack.binaries import (
     StackError,
     binary_specs,
@@ -32,6 +34,11 @@ from twin_lib.stack.services import ServicePlan, minio_plan, weaviate_plan
 log = logging.getLogger(__name__)
 
 SERVICES = ("minio", "weaviate")
+# Started only on request (``twin stack up --with argilla``), in this order.
+ARGILLA_SERVICES = argilla.ARGILLA_SERVICES
+ALL_SERVICES = SERVICES + ARGILLA_SERVICES
+# A process with no listener counts as started once it has stayed up this long.
+_SETTLE_S = 2.0
 _PLANNERS = {"minio": minio_plan, "weaviate": weaviate_plan}
 
 
@@ -43,10 +50,13 @@ class PidRecord(BaseModel):
     endpoint: str
     # The launch configuration it runs with; records written before it existed have none.
     plan_digest: str | None = None
+    version: str | None = None
 
 
 def plan_digest(plan: ServicePlan) -> str:
-    return sha256_text(plan.model_dump_json())
+    """Fields left at their defaults are not part of it, so adding a plan field does not
+    make every running service look reconfigured."""
+    return sha256_text(plan.model_dump_json(exclude_defaults=True))
 
 
 class ServiceStatus(BaseModel):
@@ -74,6 +84,8 @@ class LocalStack:
         return self.state_dir / "logs" / f"{name}.log"
 
     def plan(self, name: str, *, allow_build: bool = True) -> ServicePlan:
+        if name in ARGILLA_SERVICES:
+            return argilla.plan(name, self.settings, allow_install=allow_build)
         spec = binary_specs(self.settings.stack)[name]
         explicit = getattr(self.settings.stack, f"{name}_binary")
         binary = resolve_binary(
@@ -81,9 +93,10 @@ class LocalStack:
         )
         return _PLANNERS[name](self.settings, binary)
 
-    def install(self) -> dict[str, Path]:
-        """Make sure both binaries exist (building them if needed), start nothing."""
-        return {name: self.plan(name).binary for name in SERVICES}
+    def install(self, services: Sequence[str] = SERVICES) -> dict[str, Path]:
+        """Make sure the binaries of ``services`` exist (building them if needed), start
+        nothing."""
+        return {name: self.plan(name).binary for name in services}
 
     def running(self, name: str) -> PidRecord | None:
         """The PID record if its process is alive and is the one we started."""
@@ -112,17 +125,47 @@ class LocalStack:
                 self._stop(name)
         plans = {name: self.plan(name) for name in services if not self.running(name)}
         started: list[str] = []
+        ready: set[str] = set()
         try:
             for name, plan in plans.items():
+                # Set-up commands run while the services it needs are still starting.
+                self._prepare(plan)
+                for needed in (n for n in plan.needs if n in started and n not in ready):
+                    self._wait_ready(plans[needed])
+                    ready.add(needed)
                 self._start(plan)
                 started.append(name)
             for name in started:
-                self._wait_ready(plans[name])
+                if name not in ready:
+                    self._wait_ready(plans[name])
         except BaseException:
             for name in started:
                 self._stop(name)
             raise
         return self.status()
+
+    def _prepare(self, plan: ServicePlan) -> None:
+        """Run the plan's set-up commands (migrations, the first user), output to its log."""
+        log_path = self.log_file(plan.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        plan.data_dir.mkdir(parents=True, exist_ok=True)
+        for command in plan.prepare:
+            with log_path.open("ab") as log_out:
+                result = subprocess.run(
+                    command,
+                    env={**os.environ, **plan.env},
+                    cwd=plan.data_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if result.returncode != 0:
+                raise StackError(
+                    f"preparing {plan.name} failed ({' '.join(command[1:6])} ... exit "
+                    f"{result.returncode}); last log lines:\n{self.tail(plan.name, 20)}\n"
+                    f"Full log: {log_path}"
+                )
 
     def _start(self, plan: ServicePlan) -> None:
         busy = [f"{label} {port}" for label, port in plan.ports.items() if not _port_free(port)]
@@ -148,6 +191,7 @@ class LocalStack:
             binary=plan.binary,
             endpoint=plan.endpoint,
             plan_digest=plan_digest(plan),
+            version=plan.version,
         )
         self._pid_file(plan.name).write_text(record.model_dump_json(indent=2))
         log.info(
@@ -163,27 +207,21 @@ class LocalStack:
                     f"{plan.name} exited during start-up; last log lines:\n"
                     f"{self.tail(plan.name, 20)}\nFull log: {self.log_file(plan.name)}"
                 )
-            try:
-                if httpx.get(plan.ready_url, timeout=2.0).status_code == 200:
-                    log.info(
-                        "ready",
-                        extra={
-                            "service": plan.name,
-                            "seconds": round(time.monotonic() - started, 1),
-                        },
-                    )
-                    return
-            except httpx.HTTPError:
-                pass
+            if _ready(plan, time.monotonic() - started):
+                log.info(
+                    "ready",
+                    extra={"service": plan.name, "seconds": round(time.monotonic() - started, 1)},
+                )
+                return
             time.sleep(0.25)
         raise StackError(
             f"{plan.name} did not become ready at {plan.ready_url} within "
             f"{self.settings.stack.start_timeout_s:.0f}s; see `twin stack logs {plan.name}`"
         )
 
-    def down(self, services: Sequence[str] = SERVICES) -> list[str]:
-        """Stop the running ones of ``services``; returns the names stopped."""
-        return [name for name in reversed(SERVICES) if name in services and self._stop(name)]
+    def down(self, services: Sequence[str] = ALL_SERVICES) -> list[str]:
+        """Stop the running ones of ``services``, dependants first; returns those stopped."""
+        return [name for name in reversed(ALL_SERVICES) if name in services and self._stop(name)]
 
     def _stop(self, name: str) -> bool:
         record = self.running(name)
@@ -197,15 +235,21 @@ class LocalStack:
         return True
 
     def status(self) -> list[ServiceStatus]:
-        return [self._status(name) for name in SERVICES]
+        """MinIO and Weaviate, and Argilla's services once they have been started here."""
+        used = [name for name in ARGILLA_SERVICES if self.log_file(name).exists()]
+        return [self._status(name) for name in (*SERVICES, *used)]
 
     def _status(self, name: str) -> ServiceStatus:
         record = self.running(name)
         data_dir = self.state_dir / "data" / name
-        planner_endpoint = {
-            "minio": self.settings.minio.url,
-            "weaviate": self.settings.weaviate.endpoint_label,
-        }[name]
+        planner_endpoint = (
+            argilla.endpoint(name, self.settings)
+            if name in ARGILLA_SERVICES
+            else {
+                "minio": self.settings.minio.url,
+                "weaviate": self.settings.weaviate.endpoint_label,
+            }[name]
+        )
         return ServiceStatus(
             name=name,
             running=record is not None,
@@ -220,6 +264,8 @@ class LocalStack:
     def _version(self, name: str, record: PidRecord | None) -> str | None:
         if record is None:
             return None
+        if record.version:
+            return record.version
         if name == "weaviate":
             live = _weaviate_version(self.settings)
             if live:
@@ -243,6 +289,22 @@ def _weaviate_version(settings: TwinSettings) -> str | None:
         return response.json().get("version") if response.status_code == 200 else None
     except (httpx.HTTPError, json.JSONDecodeError):
         return None
+
+
+def _ready(plan: ServicePlan, waited_s: float) -> bool:
+    if plan.ready_url is None:
+        return waited_s >= _SETTLE_S
+    if plan.ready_url.startswith("tcp://"):
+        host, _, port = plan.ready_url.removeprefix("tcp://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+        except OSError:
+            return False
+        return True
+    try:
+        return httpx.get(plan.ready_url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _port_free(port: int) -> bool:
