@@ -282,6 +282,7 @@ class ArgillaSettings(BaseModel):
     api_key: SecretStr = SecretStr("twin-local-argilla-key")
     workspace: str = "twin"
     min_submitted: int = Field(default=2, ge=1, description="submitted responses per record")
+    review_seed: int = Field(default=0, description="draws the order of the answers shown")
     # The local stack's Argilla (``twin stack up --with argilla``): the server, its search
     # engine and Redis, all on loopback. Argilla 2.8 is the last (feature-frozen) release.
     owner: str = "twin-owner"

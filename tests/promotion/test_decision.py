@@ -226,8 +226,9 @@ def test_auto_is_the_default_only_without_an_explicit_review_service(
     monkeypatch.setenv("TWIN_ARGILLA__URL", "http://argilla.internal:6900")
     configured = TwinSettings(_env_file=None)
     assert configured.gate.review_backend == "argilla"
+    assert review_backend(configured).name == "argilla"
     with pytest.raises(UnknownReviewBackendError, match="TWIN_GATE__REVIEW_BACKEND=auto"):
-        review_backend(configured)
+        review_backend(configured, "labelstudio")
     monkeypatch.setenv("TWIN_GATE__REVIEW_BACKEND", "auto")
     assert review_backend(TwinSettings(_env_file=None)).name == "auto"
 

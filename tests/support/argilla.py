@@ -70,3 +70,33 @@ def api_key_of(url: str, username: str, password: str) -> str:
     )
     me.raise_for_status()
     return str(me.json()["api_key"])
+
+
+def add_reviewer(settings: TwinSettings, username: str) -> str:
+    """An annotator of the review workspace, created by the owner; returns its API key."""
+    import argilla as rg
+
+    argilla = settings.argilla
+    client = rg.Argilla(api_url=argilla.url, api_key=argilla.api_key.get_secret_value())
+    password = f"{username}-password"
+    user = client.users(username=username)
+    if user is None:
+        user = rg.User(username=username, password=password, role="annotator", client=client)
+        user.create()
+        workspace = client.workspaces(argilla.workspace)
+        assert workspace is not None, f"no workspace {argilla.workspace}"
+        user.add_to_workspace(workspace)
+    return api_key_of(argilla.url, username, password)
+
+
+def submit(
+    url: str, api_key: str, record_id: str, values: dict[str, object], status: str = "submitted"
+) -> None:
+    """One reviewer's answers to one record, sent as the annotation UI sends them."""
+    response = httpx.post(
+        f"{url}/api/v1/records/{record_id}/responses",
+        headers={"X-Argilla-Api-Key": api_key},
+        json={"values": {name: {"value": v} for name, v in values.items()}, "status": status},
+        timeout=30,
+    )
+    response.raise_for_status()

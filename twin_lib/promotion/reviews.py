@@ -179,7 +179,12 @@ class AutoReviewBackend:
 
 BackendFactory = Callable[[TwinSettings], ReviewBackend]
 
-BACKENDS: dict[str, BackendFactory] = {AUTO: lambda _settings: AutoReviewBackend()}
+BACKENDS: dict[str, BackendFactory] = {
+    AUTO: lambda _settings: AutoReviewBackend(),
+    "argilla": lambda settings: import_module(f"{__package__}.argilla_reviews").argilla_backend(
+        settings
+    ),
+}
 
 
 def review_backend(settings: TwinSettings, name: str | None = None) -> ReviewBackend:

@@ -1,0 +1,376 @@
+"""Human review in Argilla: one versioned dataset per candidate, read back as evidence.
+
+Each sample becomes one record whose id is the sample id, so a repeated or interrupted
+push only adds what is missing and never touches responses already given. Reviewers see the
+candidate's and the base model's answers as "A" and "B" in an order drawn per record from
+``argilla.review_seed`` and the sample id (recorded in hidden metadata), so they cannot
+favour the candidate by position; each answer gets a voice and a grounding rating (1-5) and
+an approve/reject verdict. A record is complete once ``argilla.min_submitted`` reviewers
+have submitted it.
+
+Only submitted responses are evidence. Each becomes one :class:`ReviewResponse` about the
+candidate's answer: its verdict, its comment, and as rating the lower of its voice and
+grounding ratings (an answer is only as good as its weaker side).
+
+Argilla 2.8 is the last release (upstream is feature-frozen), so it stays behind the
+:class:`~twin_lib.promotion.reviews.ReviewBackend` interface; the SDK is imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel
+
+from twin_lib.evaluation.grounding import word_overlap
+from twin_lib.promotion.reviews import (
+    ReviewedRecord,
+    ReviewEvidence,
+    ReviewRequest,
+    ReviewResponse,
+    ReviewSample,
+)
+from twin_lib.registry.models import ModelVersion
+from twin_lib.settings import ArgillaSettings, TwinSettings
+
+if TYPE_CHECKING:
+    import argilla as rg
+
+log = logging.getLogger(__name__)
+
+ARGILLA = "argilla"
+POSITIONS = ("a", "b")
+APPROVE, REJECT = "approve", "reject"
+SUGGESTION_AGENT = "reference-word-overlap"
+# Records sent per request: an interrupted push loses at most one batch's worth of work.
+BATCH = 50
+NO_BASE_ANSWER = "(the base model gave no answer)"
+
+GUIDELINES = """\
+You see a question, the sources the twin retrieved for it, and two answers, **A** and **B**.
+One is the candidate model's, the other the base model's; which is which is hidden and
+changes from record to record. Judge each answer on its own:
+
+- **Voice (1-5)**: does it sound like the author: their vocabulary, sentence rhythm, tone
+  and habits? 1 = nothing like them, 5 = could be theirs.
+- **Grounding (1-5)**: is every claim supported by the listed sources? 1 = invented or
+  contradicted, 5 = everything is in the sources.
+- **Verdict**: approve if you would let users see this answer as the author's twin;
+  reject if it is wrong, unsafe, off-topic or not in the author's voice.
+- **Comment**: optional; say why when you reject.
+
+Pre-filled ratings are automatic suggestions (word overlap with the author's own answer):
+change them freely. Submit when done; drafts do not count.
+"""
+
+
+class ArgillaReviewError(ValueError):
+    """Argilla cannot do what was asked; the message names the server and what to do."""
+
+
+class ReviewProgress(BaseModel):
+    """Records with enough submitted responses (completed) and the rest (pending)."""
+
+    dataset: str
+    total: int
+    completed: int
+    pending: int
+
+
+def dataset_name(model: ModelVersion) -> str:
+    """One dataset per candidate version, in Argilla's allowed characters."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{model.name}-{model.version}-review").strip("-_")
+
+
+def candidate_position(seed: int, sample_id: str) -> str:
+    """Where the candidate's answer goes (``a`` or ``b``): the same on every push."""
+    return random.Random(f"{seed}:{sample_id}").choice(POSITIONS)
+
+
+def _rating(score: float) -> int:
+    return 1 + round(4 * min(max(score, 0.0), 1.0))
+
+
+class ArgillaReviewBackend:
+    """Reviews collected by people in an Argilla server (``settings.argilla``)."""
+
+    name = ARGILLA
+    human = True
+
+    def __init__(self, settings: ArgillaSettings, *, batch: int = BATCH) -> None:
+        self.settings = settings
+        self.batch = batch
+
+    @contextmanager
+    def _errors(self, doing: str, dataset: str | None = None) -> Iterator[None]:
+        """SDK and transport failures as one message naming the server and the remedy."""
+        from argilla._exceptions import (
+            ArgillaAPIError,
+            ArgillaCredentialsError,
+            ForbiddenError,
+            UnauthorizedError,
+        )
+
+        url = self.settings.url
+        try:
+            yield
+        except (ArgillaCredentialsError, UnauthorizedError, ForbiddenError) as error:
+            raise ArgillaReviewError(
+                f"Argilla at {url} refused the API key while {doing} (revoked, or not an "
+                "owner/admin key): set TWIN_ARGILLA__API_KEY to a valid owner key (Argilla UI, "
+                "My settings); nothing was changed"
+            ) from error
+        except (httpx.TransportError, ConnectionError) as error:
+            raise ArgillaReviewError(
+                f"Argilla at {url} is not reachable while {doing} ({type(error).__name__}): "
+                "start it (`twin stack up --with argilla`) or fix TWIN_ARGILLA__URL. Records "
+                f"already sent{f' to {dataset}' if dataset else ''} are kept; re-run to finish"
+            ) from error
+        except ArgillaAPIError as error:
+            raise ArgillaReviewError(
+                f"Argilla at {url} failed while {doing}: {error}. Check `twin stack logs "
+                "argilla` (locally) or the server's log, then re-run; records already sent "
+                "are kept"
+            ) from error
+
+    def _client(self) -> rg.Argilla:
+        import argilla as rg
+
+        with self._errors("connecting"):  # the client checks the key before anything is sent
+            return rg.Argilla(
+                api_url=self.settings.url,
+                api_key=self.settings.api_key.get_secret_value(),
+                timeout=30,
+                retries=1,
+            )
+
+    def _workspace(self, client: rg.Argilla) -> rg.Workspace:
+        import argilla as rg
+
+        workspace = client.workspaces(self.settings.workspace)
+        return workspace or rg.Workspace(name=self.settings.workspace, client=client).create()
+
+    def dataset_settings(self) -> rg.Settings:
+        import argilla as rg
+
+        fields: list[Any] = [
+            rg.TextField(name="instruction", title="Question", use_markdown=False),
+            rg.TextField(name="context", title="Sources", required=False, use_markdown=True),
+            rg.TextField(name="answer_a", title="Answer A", use_markdown=False),
+            rg.TextField(name="answer_b", title="Answer B", use_markdown=False),
+        ]
+        questions: list[Any] = []
+        for position in POSITIONS:
+            label = position.upper()
+            questions += [
+                rg.RatingQuestion(
+                    name=f"voice_{position}",
+                    title=f"Voice of answer {label}: does it sound like the author?",
+                    values=[1, 2, 3, 4, 5],
+                ),
+                rg.RatingQuestion(
+                    name=f"grounding_{position}",
+                    title=f"Grounding of answer {label}: is it supported by the sources?",
+                    values=[1, 2, 3, 4, 5],
+                ),
+                rg.LabelQuestion(
+                    name=f"verdict_{position}",
+                    title=f"Would you let users see answer {label}?",
+                    labels={APPROVE: "Approve", REJECT: "Reject"},
+                ),
+            ]
+        questions.append(rg.TextQuestion(name="comment", title="Comment", required=False))
+        hidden = {"visible_for_annotators": False}
+        return rg.Settings(
+            guidelines=GUIDELINES,
+            fields=fields,
+            questions=questions,
+            metadata=[
+                rg.TermsMetadataProperty(
+                    name="candidate_position", options=list(POSITIONS), **hidden
+                ),
+                rg.TermsMetadataProperty(name="model_version", **hidden),
+                rg.IntegerMetadataProperty(name="order_seed", **hidden),
+            ],
+            distribution=rg.TaskDistribution(min_submitted=self.settings.min_submitted),
+        )
+
+    def _dataset(self, client: rg.Argilla, model: ModelVersion, *, create: bool) -> rg.Dataset:
+        import argilla as rg
+
+        name = dataset_name(model)
+        workspace = self._workspace(client) if create else self.settings.workspace
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "not found" is an answer here
+            dataset = client.datasets(name=name, workspace=workspace)
+        # The SDK's own test (used by its creation rollback): published means ready.
+        if dataset is not None and dataset._is_published():
+            return dataset
+        if not create:
+            raise ArgillaReviewError(
+                f"no review dataset {name!r} in workspace {self.settings.workspace!r} at "
+                f"{self.settings.url}: request the review first (`twin promote` pipeline's "
+                "request step, or request_review for this version)"
+            )
+        if dataset is not None:
+            # Created but never published (creation was interrupted): it holds no records.
+            dataset.delete()
+        return rg.Dataset(
+            name=name, workspace=workspace, settings=self.dataset_settings(), client=client
+        ).create()
+
+    def _record(self, model: ModelVersion, sample: ReviewSample) -> rg.Record:
+        import argilla as rg
+
+        seed = self.settings.review_seed
+        position = candidate_position(seed, sample.sample_id)
+        other = "b" if position == "a" else "a"
+        answers = {position: sample.answer, other: sample.base_answer or NO_BASE_ANSWER}
+        suggestions = []
+        if sample.reference:
+            for where, text in answers.items():
+                score = word_overlap(text, sample.reference) if text != NO_BASE_ANSWER else 0.0
+                suggestions.append(
+                    rg.Suggestion(
+                        question_name=f"voice_{where}",
+                        value=_rating(score),
+                        score=round(score, 4),
+                        agent=SUGGESTION_AGENT,
+                    )
+                )
+        return rg.Record(
+            id=sample.sample_id,
+            fields={
+                "instruction": sample.question,
+                "context": "\n".join(f"- {url}" for url in sample.sources) or "(no sources)",
+                "answer_a": answers["a"],
+                "answer_b": answers["b"],
+            },
+            metadata={
+                "candidate_position": position,
+                "model_version": model.version,
+                "order_seed": seed,
+            },
+            suggestions=suggestions,
+        )
+
+    def request_review(self, model: ModelVersion, samples: list[ReviewSample]) -> ReviewRequest:
+        """Send the samples not yet in the candidate's dataset; safe to repeat or resume."""
+        client = self._client()
+        name = dataset_name(model)
+        with self._errors(f"pushing samples to {name!r}", name):
+            dataset = self._dataset(client, model, create=True)
+            present = {
+                record.id
+                for record in dataset.records(with_suggestions=False, with_responses=False)
+            }
+            missing = [s for s in samples if s.sample_id not in present]
+            for start in range(0, len(missing), self.batch):
+                batch = missing[start : start + self.batch]
+                records = [self._record(model, sample) for sample in batch]
+                dataset.records.log(records, batch_size=self.batch)
+                log.info(
+                    "review records sent",
+                    extra={"dataset": name, "sent": start + len(batch), "of": len(missing)},
+                )
+        log.info(
+            "review requested",
+            extra={"dataset": name, "added": len(missing), "already_there": len(present)},
+        )
+        return ReviewRequest(
+            backend=self.name,
+            model=model.name,
+            version=model.version,
+            human=True,
+            samples=len(samples),
+            location=f"{self.settings.url}/dataset/{dataset.id}/annotation-mode",
+            note=(
+                f"dataset {name!r} in workspace {self.settings.workspace!r}: {len(missing)} "
+                f"record(s) added, {len(present)} already there; answers ordered by seed "
+                f"{self.settings.review_seed}; {self.settings.min_submitted} submitted "
+                "response(s) complete a record"
+            ),
+        )
+
+    def progress(self, model: ModelVersion) -> ReviewProgress:
+        client = self._client()
+        name = dataset_name(model)
+        with self._errors(f"reading the progress of {name!r}", name):
+            figures = self._dataset(client, model, create=False).progress()
+        return ReviewProgress(
+            dataset=name,
+            total=figures["total"],
+            completed=figures["completed"],
+            pending=figures["pending"],
+        )
+
+    def collect(self, model: ModelVersion) -> ReviewEvidence:
+        """Every record and its submitted responses about the candidate's answer."""
+        client = self._client()
+        name = dataset_name(model)
+        with self._errors(f"collecting reviews from {name!r}", name):
+            dataset = self._dataset(client, model, create=False)
+            reviewers: dict[Any, str] = {}
+            records = []
+            for record in dataset.records(with_suggestions=False, with_responses=True):
+                position = record.metadata["candidate_position"]
+                records.append(
+                    ReviewedRecord(
+                        sample_id=record.id,
+                        question=record.fields["instruction"],
+                        responses=_responses(client, record, position, reviewers),
+                    )
+                )
+            figures = dataset.progress()
+        log.info(
+            "reviews collected",
+            extra={
+                "dataset": name,
+                "total": figures["total"],
+                "completed": figures["completed"],
+                "pending": figures["pending"],
+            },
+        )
+        return ReviewEvidence(
+            backend=self.name, human=True, model=model.name, version=model.version, records=records
+        )
+
+
+def _responses(
+    client: rg.Argilla, record: rg.Record, position: str, reviewers: dict[Any, str]
+) -> list[ReviewResponse]:
+    """One response per reviewer who submitted the record; drafts and discards are not
+    evidence."""
+    answers: dict[Any, dict[str, Any]] = defaultdict(dict)
+    for response in record.responses:
+        if response.status == "submitted":
+            answers[response.user_id][response.question_name] = response.value
+    found = []
+    for user_id, values in answers.items():
+        if user_id not in reviewers:
+            user = client.users(id=user_id)
+            reviewers[user_id] = user.username if user else str(user_id)
+        ratings = [values.get(f"{aspect}_{position}") for aspect in ("voice", "grounding")]
+        given = [int(r) for r in ratings if r is not None]
+        verdict = values.get(f"verdict_{position}")
+        found.append(
+            ReviewResponse(
+                reviewer=reviewers[user_id],
+                rating=min(given) if given else None,
+                approve=None if verdict is None else verdict == APPROVE,
+                comment=values.get("comment") or None,
+            )
+        )
+    return found
+
+
+def argilla_backend(settings: TwinSettings) -> ArgillaReviewBackend:
+    return ArgillaReviewBackend(settings.argilla)
