@@ -17,6 +17,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from importlib import import_module
 from statistics import fmean
 from typing import Protocol
 
