@@ -28,6 +28,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,22 +69,28 @@ def installed_version(path: Path) -> str | None:
 
 
 def install(settings: TwinSettings) -> dict[str, Path]:
-    """Everything Argilla needs, from the cache or installed into it now."""
-    return {
-        OPENSEARCH: _cached(
+    """Everything Argilla needs, from the cache or installed into it now; the three
+    downloads run side by side (they wait on different registries)."""
+    argilla = settings.argilla
+    jobs: dict[str, tuple[Path, str, Callable[[Path], str]]] = {
+        OPENSEARCH: (
             opensearch_dir(settings),
-            OPENSEARCH,
             "about 1 minute",
-            lambda staging: _opensearch(staging, settings.argilla.opensearch_version),
+            lambda staging: _opensearch(staging, argilla.opensearch_version),
         ),
-        REDIS: _cached(redis_dir(settings), REDIS, "a few seconds", _redis),
-        ARGILLA: _cached(
+        REDIS: (redis_dir(settings), "a few seconds", _redis),
+        ARGILLA: (
             server_venv(settings),
-            ARGILLA,
             "about 2 minutes",
-            lambda staging: _server(staging, settings.argilla.server_version),
+            lambda staging: _server(staging, argilla.server_version),
         ),
     }
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {
+            name: pool.submit(_cached, target, name, expected, build)
+            for name, (target, expected, build) in jobs.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _cached(target: Path, label: str, expected: str, build: Callable[[Path], str]) -> Path:
