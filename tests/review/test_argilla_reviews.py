@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import argilla as rg
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -175,6 +176,9 @@ def test_unknown_dataset_and_revoked_key_give_clear_errors(argilla_stack: TwinSe
     backend = ArgillaReviewBackend(argilla)
     with pytest.raises(ArgillaReviewError, match=f"no review dataset '{dataset_name(model)}'"):
         backend.collect(model)
+    elsewhere = ArgillaReviewBackend(argilla.model_copy(update={"workspace": "no-such-space"}))
+    with pytest.raises(ArgillaReviewError, match="in workspace 'no-such-space'"):
+        elsewhere.progress(model)
     client = rg.Argilla(api_url=argilla.url, api_key=argilla.api_key.get_secret_value())
     name = f"admin-{uuid.uuid4().hex[:6]}"
     admin = rg.User(username=name, password=f"{name}-password", role="admin", client=client)
@@ -217,3 +221,25 @@ def test_server_stopped_mid_push_then_a_rerun_completes_it(
     assert sorted(r.id for r in owner_records(argilla_stack, model)) == sorted(
         s.sample_id for s in samples(model, 10)
     )
+
+
+def test_a_dataset_left_unpublished_by_an_interrupted_creation_is_made_again(
+    argilla_stack: TwinSettings,
+) -> None:
+    """Creating a dataset is several requests (create, fields, questions, publish); one
+    interrupted after the first leaves an empty draft that a re-run must not trip over."""
+    argilla = argilla_stack.argilla
+    model = candidate("draft-dataset")
+    headers = {"X-Argilla-Api-Key": argilla.api_key.get_secret_value()}
+    client = rg.Argilla(api_url=argilla.url, api_key=argilla.api_key.get_secret_value())
+    workspace = client.workspaces(argilla.workspace)
+    assert workspace is not None
+    draft = httpx.post(
+        f"{argilla.url}/api/v1/datasets",
+        headers=headers,
+        json={"name": dataset_name(model), "workspace_id": str(workspace.id)},
+        timeout=30,
+    )
+    assert draft.status_code == 201 and draft.json()["status"] == "draft"
+    ArgillaReviewBackend(argilla).request_review(model, samples(model, 2))
+    assert len(owner_records(argilla_stack, model)) == 2

@@ -152,12 +152,6 @@ class ArgillaReviewBackend:
                 retries=1,
             )
 
-    def _workspace(self, client: rg.Argilla) -> rg.Workspace:
-        import argilla as rg
-
-        workspace = client.workspaces(self.settings.workspace)
-        return workspace or rg.Workspace(name=self.settings.workspace, client=client).create()
-
     def dataset_settings(self) -> rg.Settings:
         import argilla as rg
 
@@ -204,25 +198,27 @@ class ArgillaReviewBackend:
         )
 
     def _dataset(self, client: rg.Argilla, model: ModelVersion, *, create: bool) -> rg.Dataset:
+        """The candidate's published dataset; with ``create``, made (with its workspace) if
+        missing, and made again if an interrupted creation left it unpublished and empty."""
         import argilla as rg
 
-        name = dataset_name(model)
-        workspace = self._workspace(client) if create else self.settings.workspace
+        name, where = dataset_name(model), self.settings.workspace
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "not found" is an answer here
-            dataset = client.datasets(name=name, workspace=workspace)
-        # The SDK's own test (used by its creation rollback): published means ready.
+            workspace = client.workspaces(where)
+            dataset = client.datasets(name=name, workspace=workspace) if workspace else None
+        # The SDK's own test (its creation rollback uses it): published means ready.
         if dataset is not None and dataset._is_published():
             return dataset
         if not create:
             raise ArgillaReviewError(
-                f"no review dataset {name!r} in workspace {self.settings.workspace!r} at "
-                f"{self.settings.url}: request the review first (`twin promote` pipeline's "
-                "request step, or request_review for this version)"
+                f"no review dataset {name!r} in workspace {where!r} at {self.settings.url}: "
+                f"request the review of {model.name} {model.version} first (the llm-twin "
+                "pipeline's request-review step), or check TWIN_ARGILLA__WORKSPACE"
             )
         if dataset is not None:
-            # Created but never published (creation was interrupted): it holds no records.
             dataset.delete()
+        workspace = workspace or rg.Workspace(name=where, client=client).create()
         return rg.Dataset(
             name=name, workspace=workspace, settings=self.dataset_settings(), client=client
         ).create()

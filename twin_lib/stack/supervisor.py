@@ -145,7 +145,16 @@ class LocalStack:
         return self.status()
 
     def _prepare(self, plan: ServicePlan) -> None:
-        """Run the plan's set-up commands (migrations, the first user), output to its log."""
+        """Run the plan's set-up commands (migrations, the first user), output to its log.
+
+        They run once per launch configuration and data directory: a marker beside the data
+        records that they succeeded, so a restart with the same configuration skips them.
+        """
+        if not plan.prepare:
+            return
+        done = plan.data_dir / f".prepared-{plan_digest(plan)[:16]}"
+        if done.exists():
+            return
         log_path = self.log_file(plan.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         plan.data_dir.mkdir(parents=True, exist_ok=True)
@@ -162,10 +171,11 @@ class LocalStack:
                 )
             if result.returncode != 0:
                 raise StackError(
-                    f"preparing {plan.name} failed ({' '.join(command[1:6])} ... exit "
-                    f"{result.returncode}); last log lines:\n{self.tail(plan.name, 20)}\n"
+                    f"preparing {plan.name} failed (exit {result.returncode}); last log "
+                    f"lines:\n{self.tail(plan.name, 20)}\n"
                     f"Full log: {log_path}"
                 )
+        done.touch()
 
     def _start(self, plan: ServicePlan) -> None:
         busy = [f"{label} {port}" for label, port in plan.ports.items() if not _port_free(port)]
