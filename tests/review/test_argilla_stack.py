@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import httpx
+import yaml
 
 from tests.support.listeners import listening
-from twin_lib.settings import TwinSettings
+from twin_lib.settings import ArgillaSettings, TwinSettings
 from twin_lib.stack import ARGILLA_SERVICES, LocalStack
 
 
@@ -47,3 +49,16 @@ def test_the_review_ui_and_status_answer_on_the_server_url(argilla_stack: TwinSe
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     status = httpx.get(f"{argilla_stack.argilla.url}/api/v1/status", timeout=10).json()
     assert status["version"] == argilla_stack.argilla.server_version
+
+
+def test_the_cluster_runs_the_argilla_version_the_local_stack_pins() -> None:
+    manifest = Path(__file__).resolve().parents[2] / "manifests" / "base" / "argilla.yaml"
+    documents = yaml.safe_load_all(manifest.read_text())
+    images = {
+        container["image"]
+        for document in documents
+        if document and document.get("kind") == "Deployment"
+        for container in document["spec"]["template"]["spec"]["containers"]
+        if container["image"].startswith("argilla/argilla-server:")
+    }
+    assert images == {f"argilla/argilla-server:v{ArgillaSettings().server_version}"}
