@@ -126,7 +126,7 @@ class ArgillaReviewBackend:
             raise ArgillaReviewError(
                 f"Argilla at {url} refused the API key while {doing} (revoked, or not an "
                 "owner/admin key): set TWIN_ARGILLA__API_KEY to a valid owner key (Argilla UI, "
-                "My settings); nothing was changed"
+                "My settings), then re-run; records already sent are kept"
             ) from error
         except (httpx.TransportError, ConnectionError) as error:
             raise ArgillaReviewError(

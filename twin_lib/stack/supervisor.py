@@ -95,8 +95,11 @@ class LocalStack:
 
     def install(self, services: Sequence[str] = SERVICES) -> dict[str, Path]:
         """Make sure the binaries of ``services`` exist (building them if needed), start
-        nothing."""
-        return {name: self.plan(name).binary for name in services}
+        nothing. Argilla's services are listed by what they were installed into."""
+        found = {name: self.plan(name).binary for name in services if name in SERVICES}
+        if set(services) & set(ARGILLA_SERVICES):
+            found |= argilla.install(self.settings)
+        return found
 
     def running(self, name: str) -> PidRecord | None:
         """The PID record if its process is alive and is the one we started."""
@@ -183,7 +186,8 @@ class LocalStack:
             raise StackError(
                 f"cannot start {plan.name}: port(s) {', '.join(busy)} already in use on "
                 f"127.0.0.1. Stop what holds them, or choose other ports in the settings "
-                f"(e.g. TWIN_WEAVIATE__HTTP_PORT, TWIN_MINIO__ENDPOINT, TWIN_STACK__*_PORT)"
+                f"(e.g. TWIN_WEAVIATE__HTTP_PORT, TWIN_MINIO__ENDPOINT, TWIN_STACK__*_PORT, "
+                "TWIN_ARGILLA__URL, TWIN_ARGILLA__*_PORT)"
             )
         plan.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_file(plan.name)
