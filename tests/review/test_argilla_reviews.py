@@ -191,36 +191,65 @@ def test_unknown_dataset_and_revoked_key_give_clear_errors(argilla_stack: TwinSe
     assert argilla.url in str(refused.value) and "TWIN_ARGILLA__API_KEY" in str(refused.value)
 
 
+class StopAfterFirstBatch(logging.Handler):
+    """Stops a service of the stack (by PID) as soon as the first batch has been sent."""
+
+    def __init__(self, stack: LocalStack, service: str) -> None:
+        super().__init__()
+        self.stack, self.service = stack, service
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "review records sent" and self.stack.running(self.service):
+            self.stack.down([self.service])
+
+
+def interrupted_push(
+    settings: TwinSettings, service: str, caplog: pytest.LogCaptureFixture
+) -> tuple[ModelVersion, ArgillaReviewBackend, str]:
+    """A push of 10 samples in batches of 4 with ``service`` stopped after the first; the
+    error it raised, and the stack brought back up."""
+    stack = LocalStack(settings)
+    model = candidate(f"without-{service}")
+    backend = ArgillaReviewBackend(settings.argilla, batch=4)
+    logger = logging.getLogger("twin_lib.promotion.argilla_reviews")
+    stopper = StopAfterFirstBatch(stack, service)
+    caplog.set_level(logging.INFO, logger=logger.name)
+    logger.addHandler(stopper)
+    try:
+        with pytest.raises(ArgillaReviewError) as failed:
+            backend.request_review(model, samples(model, 10))
+    finally:
+        logger.removeHandler(stopper)
+    stack.up(ARGILLA_SERVICES)
+    return model, backend, str(failed.value)
+
+
 def test_server_stopped_mid_push_then_a_rerun_completes_it(
     argilla_stack: TwinSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The server is stopped (by PID) right after the first batch arrives; the push fails
-    naming the server, and once it is back a re-run sends only the rest."""
-    stack = LocalStack(argilla_stack)
-    model = candidate("interrupted")
-    backend = ArgillaReviewBackend(argilla_stack.argilla, batch=4)
-
-    class StopAfterFirstBatch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage() == "review records sent" and stack.running("argilla"):
-                stack.down(["argilla"])
-
-    stopper = StopAfterFirstBatch()
-    caplog.set_level(logging.INFO, logger="twin_lib.promotion.argilla_reviews")
-    logging.getLogger("twin_lib.promotion.argilla_reviews").addHandler(stopper)
-    try:
-        with pytest.raises(ArgillaReviewError, match="not reachable") as down:
-            backend.request_review(model, samples(model, 10))
-    finally:
-        logging.getLogger("twin_lib.promotion.argilla_reviews").removeHandler(stopper)
-    assert argilla_stack.argilla.url in str(down.value) and "re-run" in str(down.value)
-    stack.up(ARGILLA_SERVICES)
+    model, backend, error = interrupted_push(argilla_stack, "argilla", caplog)
+    assert f"Argilla at {argilla_stack.argilla.url} is not reachable" in error
+    assert "re-run" in error
     assert len(owner_records(argilla_stack, model)) == 4
     request = backend.request_review(model, samples(model, 10))
     assert "6 record(s) added, 4 already there" in request.note
     assert sorted(r.id for r in owner_records(argilla_stack, model)) == sorted(
         s.sample_id for s in samples(model, 10)
     )
+    assert backend.progress(model).total == 10
+
+
+def test_search_engine_stopped_mid_push_then_a_rerun_makes_every_record_reviewable(
+    argilla_stack: TwinSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch refused while OpenSearch is down is stored by Argilla but not indexed: it
+    looks present, yet reviewers (whose queue is a search) would never see it."""
+    model, backend, error = interrupted_push(argilla_stack, "opensearch", caplog)
+    assert f"Argilla at {argilla_stack.argilla.url} failed while pushing" in error
+    assert "re-run" in error
+    backend.request_review(model, samples(model, 10))
+    assert backend.progress(model).total == 10
+    assert len(owner_records(argilla_stack, model)) == 10
 
 
 def test_a_dataset_left_unpublished_by_an_interrupted_creation_is_made_again(

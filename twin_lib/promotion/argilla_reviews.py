@@ -1,7 +1,7 @@
 """Human review in Argilla: one versioned dataset per candidate, read back as evidence.
 
 Each sample becomes one record whose id is the sample id, so a repeated or interrupted
-push only adds what is missing and never touches responses already given. Reviewers see the
+push adds only what is missing and never touches responses already given. Reviewers see the
 candidate's and the base model's answers as "A" and "B" in an order drawn per record from
 ``argilla.review_seed`` and the sample id (recorded in hidden metadata), so they cannot
 favour the candidate by position; each answer gets a voice and a grounding rating (1-5) and
@@ -259,7 +259,14 @@ class ArgillaReviewBackend:
         )
 
     def request_review(self, model: ModelVersion, samples: list[ReviewSample]) -> ReviewRequest:
-        """Send the samples not yet in the candidate's dataset; safe to repeat or resume."""
+        """Upsert every sample into the candidate's dataset by sample id: repeating it adds
+        nothing, and it completes an interrupted push.
+
+        Samples already there are sent again on purpose: a batch that failed while the
+        search engine was down can be stored in Argilla's database but not indexed, so it
+        looks present yet reviewers never see it; upserting it again indexes it. Responses
+        are not part of a record's upsert and are never touched.
+        """
         client = self._client()
         name = dataset_name(model)
         with self._errors(f"pushing samples to {name!r}", name):
@@ -269,13 +276,13 @@ class ArgillaReviewBackend:
                 for record in dataset.records(with_suggestions=False, with_responses=False)
             }
             missing = [s for s in samples if s.sample_id not in present]
-            for start in range(0, len(missing), self.batch):
-                batch = missing[start : start + self.batch]
+            for start in range(0, len(samples), self.batch):
+                batch = samples[start : start + self.batch]
                 records = [self._record(model, sample) for sample in batch]
                 dataset.records.log(records, batch_size=self.batch)
                 log.info(
                     "review records sent",
-                    extra={"dataset": name, "sent": start + len(batch), "of": len(missing)},
+                    extra={"dataset": name, "sent": start + len(batch), "of": len(samples)},
                 )
         log.info(
             "review requested",
