@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
 from tests.support.isolated import private_stack
 from twin_lib.crawl import Source
+from twin_lib.demo.corpus import load_chapters, write_markdown_folder
 from twin_lib.domain import EmbeddedChunk
 from twin_lib.domain.records import read_records
 from twin_lib.features.embedding import embed_texts, load_model

@@ -1,17 +1,12 @@
 #!/usr/bin/env bash
-# Set up (cached), start the local stack and run the feature pipeline through KFP local
-# execution over a real corpus (the KJV fixture, see tests/fixtures/corpus/PROVENANCE.md).
-# Running it again is a no-op: nothing changed, so nothing is re-crawled, re-embedded or
-# re-loaded. Stop the stack afterwards with `twin stack down`.
+# Set up (cached), then `twin demo`: start the local stack, crawl the bundled corpus (the King
+# James Version, see twin_lib/demo/PROVENANCE.md) from loopback web articles and a git
+# repository, run the llm-twin and promote pipelines through KFP local execution, deploy the
+# approved twin on the local model server and ask it a question over REST. A second run
+# reuses what did not change. Stop everything afterwards with `twin serve down` and
+# `twin stack down`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup.sh"
 cd "$repo"
-demo_dir="${TWIN_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/llm-twin/demo}"
-chapters="${TWIN_DEMO_CHAPTERS:-60}"
-python -m tests.fixtures.corpus.kjv "$demo_dir/corpus" --chapters "$chapters"
-twin stack up
-twin pipeline run feature --local \
-  --source "$demo_dir/corpus" --author "King James translators" \
-  --pipeline-root "$demo_dir/kfp"
-twin stack status
+twin demo "$@"

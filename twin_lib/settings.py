@@ -448,6 +448,11 @@ class TrainingSettings(BaseModel):
     seed: int = 42
     checkpoint_steps: int = Field(default=50, ge=1, description="optimizer steps per checkpoint")
     checkpoints_kept: int = Field(default=2, ge=1)
+    reuse_identical: bool = Field(
+        default=True,
+        description="a version already trained from the same base model, datasets and "
+        "hyperparameters is reused instead of trained again (false: always train)",
+    )
 
 
 class RegistrySettings(BaseModel):
@@ -730,6 +735,35 @@ class GateSettings(BaseModel):
     )
 
 
+class DemoSettings(BaseModel):
+    """``twin demo``: how much of the bundled corpus it uses and how long it trains.
+
+    The defaults fit the loop into minutes on 2 CPU cores with the offline base model; a real
+    base model (``training.base_model``) and more steps make a twin worth talking to.
+    """
+
+    workdir: Path | None = Field(
+        default=None, description="corpus, KFP artifacts and reports (None: <state_dir>/demo)"
+    )
+    http_port: int = Field(
+        default=8071,
+        ge=1,
+        le=65535,
+        description="loopback port of the article server; fixed, so that a second run crawls "
+        "the same URLs and reuses what it loaded",
+    )
+    web_chapters: int = Field(default=16, ge=1, description="chapters served as web articles")
+    git_chapters: int = Field(default=8, ge=0, description="chapters in the git repository")
+    sft_steps: int = Field(default=24, ge=1)
+    dpo_steps: int = Field(default=4, ge=0, description="0: SFT only")
+    learning_rate: float = Field(default=1e-3, gt=0, description="SFT; few steps need a high one")
+    max_length: int = Field(default=256, ge=32, description="tokens per training example")
+    responder_tokens: int = Field(default=32, ge=1, description="base-model answers (DPO)")
+    evaluation_questions: int = Field(default=6, ge=1)
+    answer_tokens: int = Field(default=48, ge=1, description="evaluated and demo answers")
+    question: str = "What did God make on the first day, in the beginning?"
+
+
 class TwinSettings(BaseSettings):
     """Everything configurable in the platform, grouped by the system it talks to."""
 
@@ -754,6 +788,7 @@ class TwinSettings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.corpus.kjv import load_chapters, write_markdown_folder
 from twin_lib.crawl import Source
+from twin_lib.demo.corpus import load_chapters, write_markdown_folder
 from twin_lib.settings import FeaturesSettings, TwinSettings
 from twin_lib.steps.crawl import RAW_DATASET
 from twin_lib.steps.feature_run import run_feature_steps

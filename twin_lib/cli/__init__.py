@@ -6,6 +6,7 @@ import typer
 
 from twin_lib.cli import (
     base_model,
+    demo,
     deploy,
     evaluate,
     features,
@@ -42,3 +43,4 @@ app.command()(deploy.deploy)
 app.command()(deploy.rollback)
 app.command()(evaluate.evaluate)
 app.command()(promote.promote)
+app.command()(demo.demo)

@@ -39,7 +39,7 @@ def _local_outputs(root: Path) -> tuple[list[Path], dict[str, float]]:
     return sorted(newest.glob("*/report")), metrics
 
 
-def _settings_fallbacks(settings: TwinSettings) -> dict[str, Any]:
+def settings_fallbacks(settings: TwinSettings) -> dict[str, Any]:
     """Settings groups offered to pipeline parameters of the same name (e.g. ``features``)."""
     return {
         name: value.model_dump(mode="json", exclude_none=True)
@@ -64,9 +64,11 @@ def _given_params(
     return given | {key: value for key, value in flags.items() if value}
 
 
-def _run_locally(
+def run_locally(
     name: str, pipeline: Any, arguments: dict[str, Any], root: Path, verbose: bool
-) -> None:
+) -> tuple[list[Path], dict[str, float]]:
+    """Run ``pipeline`` through KFP local execution, one line per step; returns the run's
+    HTML reports and merged metrics. The caller exports the settings to the environment."""
     from kfp import local as kfp_local
 
     from twin_lib.cli.kfp_local import step_progress
@@ -90,6 +92,7 @@ def _run_locally(
     for report in reports:
         show(f"  report: {report}")
     summary(f"pipeline {name} finished locally; {len(reports)} reports, artifacts in {root}")
+    return reports, metrics
 
 
 @app.command("run")
@@ -130,13 +133,13 @@ def run_pipeline(
         raise fail(f"unknown pipeline {name!r}; known: {', '.join(sorted(catalog))}")
     try:
         given = _given_params(params_file, param, {"sources": sources, "author": author})
-        arguments = pipeline_arguments(catalog[name], given, _settings_fallbacks(settings))
+        arguments = pipeline_arguments(catalog[name], given, settings_fallbacks(settings))
     except SubmitError as error:
         raise fail(f"pipeline {name}: {error}") from error
     if local:
         os.environ.update(to_env(settings))  # components read endpoints like pods do
         with workdir_or_temp(pipeline_root) as root:
-            _run_locally(name, catalog[name], arguments, root, verbose)
+            run_locally(name, catalog[name], arguments, root, verbose)
         return
     if not settings.kfp.host:
         raise fail("no KFP host configured; set TWIN_KFP__HOST or pass --local")

@@ -58,7 +58,7 @@ def _number(value: float | None) -> str:
 STATUS_STYLE = {"passed": "green", "failed": "red", "waiting": "yellow", "skipped": "dim"}
 
 
-def _checks_table(checks: list[Check], title: str) -> Table:
+def checks_table(checks: list[Check], title: str) -> Table:
     table = Table("check", "value", "rule", "status", "detail", title=title)
     for check in checks:
         style = STATUS_STYLE[check.status]
@@ -74,7 +74,7 @@ def _checks_table(checks: list[Check], title: str) -> Table:
 
 def _print_decision(decision: Decision) -> None:
     _notices(decision.notices)
-    console.print(_checks_table(decision.checks, f"gate: {decision.model} {decision.version}"))
+    console.print(checks_table(decision.checks, f"gate: {decision.model} {decision.version}"))
     show(decision.reason)
 
 
@@ -159,7 +159,7 @@ def status(
         ):
             facts.add_row(name, value)
         console.print(facts)
-        console.print(_checks_table(found.checks, "review checks"))
+        console.print(checks_table(found.checks, "review checks"))
     if found.decision is not None:
         _notices([n for n in found.decision.notices if n != evidence.notice])
         show(f"decided {found.decision.outcome} by {found.decision.by}: {found.decision.reason}")

@@ -170,7 +170,7 @@ def ask(
                 show(answer.text.strip() or "(the model wrote only whitespace)")
     except TwinClientError as error:
         raise fail(str(error)) from error
-    _print_sources(answer)
+    print_sources(answer)
     # The local server is pinned to one version; another server may say which it runs.
     pinned = record.model if record and client.base_url == record.url else None
     version = answer.model_version or pinned or answer.model
@@ -192,7 +192,7 @@ def _streamed(client: TwinClient, question: str, max_tokens: int | None) -> Clie
     return answer
 
 
-def _print_sources(answer: ClientAnswer) -> None:
+def print_sources(answer: ClientAnswer) -> None:
     if not answer.sources:
         show("(no sources: the twin found none of the author's text for this question)")
         return

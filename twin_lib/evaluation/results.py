@@ -145,6 +145,11 @@ class EvaluationResult(BaseModel):
     json_uri: str = ""
     report_uri: str = ""
     duration_s: float = 0.0
+    inputs_digest: str = Field(
+        default="",
+        description="what the figures depend on (version, settings, the collection's chunks): "
+        "an evaluation with the same digest is reused instead of run again",
+    )
 
     @property
     def label(self) -> str:

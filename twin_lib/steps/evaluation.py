@@ -13,6 +13,8 @@ One call, :func:`evaluate_version`, does it all, so a KFP component is a thin wr
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from twin_lib.datasets.tables import table_to_examples
 from twin_lib.domain.chat import ChatMessage
@@ -248,13 +250,13 @@ class _Run:
     base_answers: list[TwinAnswer] = field(default_factory=list)
 
 
-def _prepare(settings: TwinSettings, model: ModelVersion) -> _Run:
+def _prepare(settings: TwinSettings, model: ModelVersion, served: ServedModel) -> _Run:
     """The held-out data first (a version without it is refused before any model loads)."""
     with tempfile.TemporaryDirectory(prefix="twin-evaluation-") as workdir:
         splits = _instruction_splits(settings, model, Path(workdir))
     return _Run(
         model=model,
-        served=resolve_served_model(settings),
+        served=served,
         base_weights=local_model_dir(model.base_model, settings),
         held_out=splits["test"],
         rest=splits["train"],
@@ -331,7 +333,19 @@ def evaluate_version(
         name or settings.serving.model_name or settings.registry.default_model, version
     )
     settings = _evaluation_settings(settings, model)
-    run = _prepare(settings, model)
+    served = resolve_served_model(settings)
+    collection = read_collection_texts(settings, served.collection, served.author)
+    digest = inputs_digest(settings, model, collection)
+    stored = _stored_with(settings, model, digest)
+    if stored is not None:
+        logger.info(
+            "evaluation reused: nothing it depends on changed",
+            extra={"model": stored.label, "report": stored.report_uri},
+        )
+        if report_path is not None:
+            _copy_report(settings, registry, stored, report_path)
+        return stored
+    run = _prepare(settings, model, served)
     logger.info(
         "evaluating",
         extra={
@@ -341,7 +355,6 @@ def evaluate_version(
             "held_out_texts": len(run.held_out),
         },
     )
-    collection = read_collection_texts(settings, run.served.collection, run.served.author)
     retrieval, retriever = _answer_and_retrieve(settings, run, collection.content_hashes)
     embed = embedder(settings.features.embedding)
     twin_style, base_style, calibration = calibrated_style(
@@ -386,8 +399,46 @@ def evaluate_version(
             )
             for example, twin, base in list(answers)[: settings.evaluation.samples]
         ],
+        inputs_digest=digest,
     )
     return store_evaluation(settings, registry, result, started, report_path)
+
+
+def inputs_digest(settings: TwinSettings, model: ModelVersion, collection: CollectionTexts) -> str:
+    """Everything the figures depend on, hashed: the version (its weights, datasets and
+    base), the evaluation, retrieval and generation settings, and the collection's chunks."""
+    inputs = {
+        "model": [model.name, model.version, model.merged_uri, model.dataset_snapshots],
+        "evaluation": settings.evaluation.model_dump(mode="json"),
+        "serving": settings.serving.model_dump(
+            mode="json",
+            include={"retrieval", "generator", "endpoint", "precision", "max_prompt_chars"},
+        ),
+        "embedding": settings.features.embedding.model_dump(mode="json"),
+        "chunks": sorted(collection.content_hashes.items()),
+        "other_authors": collection.other_authors,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _stored_with(
+    settings: TwinSettings, model: ModelVersion, digest: str
+) -> EvaluationResult | None:
+    if not model.evaluation:
+        return None
+    try:
+        stored = read_evaluation(settings, model.name, model.version)
+    except (StorageError, ValidationError):
+        return None
+    return stored if stored.inputs_digest == digest else None
+
+
+def _copy_report(
+    settings: TwinSettings, registry: ModelRegistry, result: EvaluationResult, path: Path
+) -> None:
+    key = result.report_uri.removeprefix(f"s3://{registry.bucket}/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(ObjectStore(settings.minio).get_bytes(registry.bucket, key))
 
 
 def store_evaluation(

@@ -234,7 +234,20 @@ def request_review(
     backend: str | None = None,
 ) -> ReviewRequest:
     """Put the candidate's evaluated answers in front of reviewers (the training pipeline's
-    last step); what was requested is kept as ``review_request.json`` beside the version."""
+    last step); what was requested is kept as ``review_request.json`` beside the version.
+
+    A version decided already (a re-run of the pipeline that reused it) keeps the request it
+    was decided on; reviewers are not asked again."""
+    if version is not None:
+        registry = _registry(settings)
+        model = registry.get(_model_name(settings, name), version)
+        stored = _read_beside(registry, model, REVIEW_REQUEST_FILE)
+        if model.status != ModelStatus.CANDIDATE and stored is not None:
+            log.info(
+                "already decided; its review request stands",
+                extra={"model": f"{model.name}/{model.version}", "status": str(model.status)},
+            )
+            return ReviewRequest.model_validate(stored)
     model = candidate_version(settings, version, name)
     result = _evaluation(settings, model)
     if result is None:

@@ -12,10 +12,12 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from twin_lib.registry.models import ModelVersion
+from twin_lib.registry.store import ModelRegistry
 from twin_lib.settings import TwinSettings
 from twin_lib.steps.base_model import BaseModelSummary, resolve_base_model
 from twin_lib.steps.dataset_store import dataset_uris
@@ -71,6 +73,54 @@ class TrainedCandidate(BaseModel):
     version: str
     launch: LaunchResult
     result: TrainingResult
+    reused: bool = Field(
+        default=False, description="an earlier, registered run of the same recipe; not retrained"
+    )
+
+
+RUN_SPECIFIC = {"output_uri", "checkpoint_uri", "run_name", "param_checksum_dir"}
+
+
+def training_recipe(config: TrainingConfig) -> dict[str, Any]:
+    """What decides a run's weights: everything in its config but where it writes."""
+    return config.model_dump(mode="json", exclude=RUN_SPECIFIC)
+
+
+def trained_before(
+    settings: TwinSettings, name: str, config: TrainingConfig
+) -> ModelVersion | None:
+    """The newest registered version trained from exactly ``config``'s recipe, if any."""
+    wanted = training_recipe(config)
+    registry = ModelRegistry(settings.minio, settings.registry)
+    for model in reversed(registry.list_versions(name)):
+        try:
+            recipe = training_recipe(TrainingConfig.model_validate(model.hyperparameters))
+            LaunchResult.model_validate(model.launch)
+        except ValidationError:
+            continue  # not made by a training run of this platform
+        if recipe == wanted:
+            return model
+    return None
+
+
+def _reused(
+    settings: TwinSettings, model: ModelVersion, job_spec_path: Path | None
+) -> TrainedCandidate:
+    launch = LaunchResult.model_validate(model.launch)
+    if job_spec_path is not None:
+        launch.write_job_spec(job_spec_path)
+    logger.info(
+        "reusing a version trained from the same recipe",
+        extra={"model": model.name, "version": model.version, "status": str(model.status)},
+    )
+    return TrainedCandidate(
+        config=TrainingConfig.model_validate(model.hyperparameters),
+        model_name=model.name,
+        version=model.version,
+        launch=launch,
+        result=read_result(settings, model.output_uri),
+        reused=True,
+    )
 
 
 def train_candidate(
@@ -85,22 +135,33 @@ def train_candidate(
 ) -> TrainedCandidate:
     """Reserve the next version, train into it with the configured launcher, return the run.
 
-    DPO runs when a preference snapshot is given and ``training.dpo`` is set.
+    DPO runs when a preference snapshot is given and ``training.dpo`` is set. A version
+    already registered from the same recipe (base model, dataset snapshots, hyperparameters)
+    is returned instead, unless ``training.reuse_identical`` is off: the same inputs would
+    only train the same model again.
     """
-    reservation = reserve_model_version(settings, model_name)
+    name = model_name or settings.registry.default_model
     dpo_data = (
         dataset_uris(settings.minio, "preference", preference_snapshot)
         if preference_snapshot and settings.training.dpo is not None
         else None
     )
-    config = TrainingConfig.from_settings(
+    recipe = TrainingConfig.from_settings(
         settings.training,
         base_model=base_model,
         sft_data=dataset_uris(settings.minio, "instruction", instruction_snapshot),
         dpo_data=dpo_data,
-        output_uri=reservation.output_uri,
-        run_name=f"{reservation.name}-{reservation.version}",
+        output_uri="",
         base_model_note=OFFLINE_NOTE if offline_base else None,
+    )
+    if settings.training.reuse_identical and (found := trained_before(settings, name, recipe)):
+        return _reused(settings, found, job_spec_path)
+    reservation = reserve_model_version(settings, name)
+    config = recipe.model_copy(
+        update={
+            "output_uri": reservation.output_uri,
+            "run_name": f"{reservation.name}-{reservation.version}",
+        }
     )
     logger.info(
         "training a candidate",
@@ -130,12 +191,18 @@ class RegisteredCandidate(BaseModel):
 
 
 def register_candidate(settings: TwinSettings, run: TrainedCandidate) -> RegisteredCandidate:
-    """Record the run as a ``candidate`` and resolve its lineage back to the source URLs."""
-    registered = register_trained_model(
-        settings,
-        run.config,
-        name=run.model_name,
-        launch=run.launch.model_dump(mode="json", exclude={"job_spec"}),
+    """Record the run as a ``candidate`` and resolve its lineage back to the source URLs.
+
+    A reused run is registered already: its version is returned as it stands."""
+    registered = (
+        ModelRegistry(settings.minio, settings.registry).get(run.model_name, run.version)
+        if run.reused
+        else register_trained_model(
+            settings,
+            run.config,
+            name=run.model_name,
+            launch=run.launch.model_dump(mode="json", exclude={"job_spec"}),
+        )
     )
     lineage = model_lineage(settings.minio, registered.name, registered.version, settings.registry)
     logger.info(
@@ -143,6 +210,8 @@ def register_candidate(settings: TwinSettings, run: TrainedCandidate) -> Registe
         extra={
             "model": registered.name,
             "version": registered.version,
+            "status": str(registered.status),
+            "reused": run.reused,
             "sources": len(lineage.source_urls),
         },
     )
