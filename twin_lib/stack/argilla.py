@@ -43,7 +43,7 @@ ARGILLA_SERVICES = (OPENSEARCH, REDIS, ARGILLA, WORKER)
 REDIS_PACKAGES = ("redis-server", "redis-tools", "libjemalloc2", "liblzf1")
 # click 8.5 breaks argilla-server's CLI; click<8.2 needs an older hub, and datasets 4 an
 # newer one.
-SERVER_PINS = ('"click<8.2"', '"huggingface-hub<1"', '"datasets<4"')
+SERVER_PINS = ("click<8.2", "huggingface-hub<1", "datasets<4")
 INSTALL_RECORD = "INSTALL.json"
 
 
@@ -82,7 +82,7 @@ def install(settings: TwinSettings) -> dict[str, Path]:
         ARGILLA: (
             server_venv(settings),
             "about 2 minutes",
-            lambda staging: _server(staging, argilla.server_version),
+            lambda staging: _server(staging, argilla.server_version, settings.stack.cache_dir),
         ),
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -198,20 +198,33 @@ def _redis(staging: Path) -> str:
     return version
 
 
-def _server(staging: Path, version: str) -> str:
-    uv = shutil.which("uv")
+def _uv(cache_dir: Path) -> str | None:
+    """uv from PATH, else the one ``scripts/setup.sh`` keeps in the cache (newest)."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    kept = sorted((cache_dir / "tools").glob("uv-*/bin/uv"))
+    return str(kept[-1]) if kept else None
+
+
+def _server(staging: Path, version: str, cache_dir: Path) -> str:
+    """A virtualenv of its own (uv when there is one, else venv + pip) on this Python."""
     python = staging / "bin" / "python"
-    requirement = [f"argilla-server=={version}", *(pin.strip('"') for pin in SERVER_PINS)]
+    requirement = [f"argilla-server=={version}", *SERVER_PINS]
+    uv = _uv(cache_dir)
     if uv:
+        env = {"UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(cache_dir / "uv-cache"))}
         _run(
             [uv, "venv", "-q", "--python", sys.executable, str(staging)],
             what="uv venv",
             cwd=staging,
+            env=env,
         )
         _run(
             [uv, "pip", "install", "-q", "--python", str(python), *requirement],
             what=f"installing argilla-server {version}",
             cwd=staging,
+            env=env,
         )
     else:
         _run([sys.executable, "-m", "venv", str(staging)], what="python -m venv", cwd=staging)
