@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from tests.promotion.test_decision import good
 from tests.support.argilla import add_reviewer, api_key_of, submit
 from tests.support.registry_data import model_version
 from twin_lib.promotion.argilla_reviews import (
@@ -22,12 +23,6 @@ from twin_lib.promotion.argilla_reviews import (
     dataset_name,
 )
 from twin_lib.promotion.decision import (
-    HIT_AT_K,
-    PERPLEXITY,
-    REFUSAL_RATE,
-    STYLE_EMBEDDING,
-    STYLE_TFIDF,
-    MetricPair,
     Outcome,
     decide,
 )
@@ -36,13 +31,7 @@ from twin_lib.registry.models import ModelStatus, ModelVersion
 from twin_lib.settings import GateSettings, TwinSettings
 from twin_lib.stack import ARGILLA_SERVICES, LocalStack
 
-FIGURES = {
-    PERPLEXITY: MetricPair(candidate=10.0, base=12.0),
-    STYLE_TFIDF: MetricPair(candidate=0.6, base=0.2),
-    STYLE_EMBEDDING: MetricPair(candidate=0.5, base=0.3),
-    HIT_AT_K: MetricPair(candidate=0.8, base=0.8),
-    REFUSAL_RATE: MetricPair(candidate=0.0, base=0.0),
-}
+FIGURES = good()
 
 
 def candidate(tag: str) -> ModelVersion:
