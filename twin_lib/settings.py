@@ -63,6 +63,42 @@ class CrawlSettings(BaseModel):
         default=100.0, gt=1, description="archive members packed tighter are refused as bombs"
     )
     git_timeout_s: float = 120.0
+    discover_sites: bool = Field(
+        default=True,
+        description="expand a home, index or profile page to the writing under it (feed, "
+        "sitemap, then same-site links); an article's own URL is always one document",
+    )
+    max_pages: int = Field(
+        default=200, ge=1, description="pages one source may expand to (fetched or taken)"
+    )
+    max_link_depth: int = Field(
+        default=2, ge=1, description="link hops followed from an index page without a feed"
+    )
+    max_sitemap_files: int = Field(
+        default=20, ge=1, description="sitemap files read per source, indexes included"
+    )
+    same_path_prefix: bool = Field(
+        default=True,
+        description="only take pages under the index page's path (/blog/ -> /blog/...); "
+        "false takes the whole host",
+    )
+    excluded_pages: dict[str, str] = Field(
+        default={
+            "search page": r"/search\b|[?&](q|s|query|search)=",
+            "tag or category listing": r"/(tags?|categor(y|ies)|labels?|topics?)(/|$)",
+            "login or account page": r"/(log-?in|sign-?(in|up)|register|log-?out|account)\b",
+            "archive listing": r"/archives?(/|$)|/page/\d+/?$|/\d{4}(/\d{2})?/?$",
+            "feed or author listing": r"/(feed|rss|atom)(\.xml)?/?$|/authors?(/|$)",
+            "not a web page": r"\.(pdf|png|jpe?g|gif|svg|webp|zip|gz|mp[34]|css|js)$",
+        },
+        description="reason -> regular expression on a discovered URL's path and query: "
+        "matching pages are not fetched (listings, not writing)",
+    )
+    conditional_fetching: bool = Field(
+        default=True,
+        description="reuse the previous crawl's documents for what did not change (HTTP "
+        "ETag/Last-Modified, a repository's head commit, a folder's sizes and times)",
+    )
 
 
 class ChunkSpec(BaseModel):

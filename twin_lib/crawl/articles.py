@@ -1,12 +1,10 @@
-"""Articles from any URL (Medium, Substack, plain blogs); RSS/Atom feeds expand to articles."""
+"""One fetched page as an article, and telling a feed from a page."""
 
 from __future__ import annotations
 
 import logging
 
-import feedparser
-
-from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
+from twin_lib.crawl.context import CrawlContext
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.extraction import NoMainTextError, decode_html, extract_main_text
 from twin_lib.crawl.fetcher import FetchedPage
@@ -34,14 +32,6 @@ def is_feed(page: FetchedPage) -> bool:
     return head.startswith(b"<?xml") and (b"<rss" in head or b"<feed" in head)
 
 
-def crawl_url(url: str, context: CrawlContext) -> CrawlOutcome:
-    """Fetch a URL; an article yields one document, a feed one per entry."""
-    page = context.fetcher.fetch(url)
-    if is_feed(page):
-        return _crawl_feed(url, page, context)
-    return CrawlOutcome(documents=[article_from_page(page, origin=url, context=context)])
-
-
 def article_from_page(page: FetchedPage, *, origin: str, context: CrawlContext) -> RawDocument:
     """Turn a fetched HTML page into a raw article, refusing what is not readable text."""
     if page.looks_binary():
@@ -61,26 +51,3 @@ def article_from_page(page: FetchedPage, *, origin: str, context: CrawlContext) 
         category=context.category or Category.ARTICLE,
         crawled_at=context.crawled_at,
     )
-
-
-def _crawl_feed(feed_url: str, page: FetchedPage, context: CrawlContext) -> CrawlOutcome:
-    feed = feedparser.parse(page.body)
-    links = [entry.get("link") for entry in feed.entries if entry.get("link")]
-    limit = context.settings.max_feed_entries
-    if len(links) > limit:
-        logger.warning("feed %s has %d entries; crawling the first %d", feed_url, len(links), limit)
-    outcome = CrawlOutcome()
-    if not links:
-        raise CrawlError(feed_url, "feed has no entries with links")
-    for link in links[:limit]:
-        try:
-            article_page = context.fetcher.fetch(link)
-            outcome.documents.append(
-                article_from_page(article_page, origin=feed_url, context=context)
-            )
-        except CrawlError as exc:
-            outcome.failures.append(CrawlFailure(feed_url, link, exc.reason))
-    logger.info(
-        "feed %s: %d articles, %d failed", feed_url, len(outcome.documents), len(outcome.failures)
-    )
-    return outcome

@@ -5,6 +5,8 @@ Politeness: robots.txt (with wildcards, via protego), one request per host per
 every hop of a redirect chain is checked by ``safety.check_url`` and connected to only at
 the addresses that passed the check (``network``); a whole fetch, retries included, ends
 by ``fetch_deadline_s``; responses are streamed and cut at ``max_response_bytes``.
+Refresh: a page fetched before is asked for with its validators (``If-None-Match``,
+``If-Modified-Since``); a 304 answer costs no body and says the previous result still holds.
 """
 
 from __future__ import annotations
@@ -33,13 +35,30 @@ _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server said identifies a response's version (``ETag``, ``Last-Modified``)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        asked = {"If-None-Match": self.etag, "If-Modified-Since": self.last_modified}
+        return {name: value for name, value in asked.items() if value}
+
+
+@dataclass(frozen=True)
 class FetchedPage:
-    """A successful response: final URL after redirects, media type and raw body."""
+    """A successful response: final URL after redirects, media type and raw body.
+
+    ``not_modified`` is a 304 to a conditional request: no body, the previous one holds.
+    """
 
     url: str
     content_type: str
     charset: str | None
     body: bytes
+    validators: Validators = Validators()
+    not_modified: bool = False
 
     def looks_binary(self) -> bool:
         """NUL bytes do not occur in text of any encoding crawled here (UTF-16 is not)."""
@@ -77,15 +96,27 @@ class PoliteFetcher:
     def __exit__(self, *_: object) -> None:
         self._client.close()
 
-    def fetch(self, url: str) -> FetchedPage:
-        """GET a page within ``fetch_deadline_s``, honouring robots.txt and redirect limits."""
+    def fetch(self, url: str, known: Validators | None = None) -> FetchedPage:
+        """GET a page within ``fetch_deadline_s``, honouring robots.txt and redirect limits.
+
+        With ``known`` validators the request is conditional and may come back not modified.
+        """
         self._network.deadline = time.monotonic() + self._settings.fetch_deadline_s
         try:
-            return self._follow(url)
+            return self._follow(url, known.headers() if known else {})
         finally:
             self._network.deadline = None
 
-    def _follow(self, url: str) -> FetchedPage:
+    def allows(self, url: str) -> bool:
+        """Whether robots.txt lets this crawler fetch ``url`` (read once per host)."""
+        return self._robots_allow(url)
+
+    def sitemaps(self, url: str) -> list[str]:
+        """The ``Sitemap:`` lines of the robots.txt of ``url``'s host."""
+        rules = self._rules(url)
+        return list(rules.sitemaps) if rules is not None else []
+
+    def _follow(self, url: str, conditions: dict[str, str]) -> FetchedPage:
         current = url
         for _ in range(self._settings.max_redirects + 1):
             check_url(
@@ -93,7 +124,11 @@ class PoliteFetcher:
             )
             if not self._robots_allow(current):
                 raise CrawlError(current, "disallowed by robots.txt; the site asks not to crawl it")
-            status, headers, body = self._get_with_retries(current)
+            status, headers, body = self._get_with_retries(current, conditions)
+            if status == 304 and conditions:
+                return FetchedPage(
+                    url=current, content_type="", charset=None, body=b"", not_modified=True
+                )
             if status in _REDIRECT_STATUS:
                 location = headers.get("location")
                 if not location:
@@ -103,10 +138,13 @@ class PoliteFetcher:
             if status >= 400:
                 raise CrawlError(current, f"HTTP {status}; check that the URL is public and live")
             media_type, charset = _parse_content_type(headers.get("content-type", ""))
-            return FetchedPage(url=current, content_type=media_type, charset=charset, body=body)
+            validators = Validators(headers.get("etag"), headers.get("last-modified"))
+            return FetchedPage(current, media_type, charset, body, validators)
         raise CrawlError(url, f"more than {self._settings.max_redirects} redirects (a loop?)")
 
-    def _get_with_retries(self, url: str) -> tuple[int, httpx.Headers, bytes]:
+    def _get_with_retries(
+        self, url: str, conditions: dict[str, str]
+    ) -> tuple[int, httpx.Headers, bytes]:
         """Exponential backoff, or the server's ``Retry-After`` if longer, within the deadline."""
         attempts = self._settings.retries + 1
         backoff = tenacity.wait_exponential(multiplier=self._settings.retry_backoff_s)
@@ -124,16 +162,18 @@ class PoliteFetcher:
             reraise=True,
         )
         try:
-            return retrying(self._get_once, url)
+            return retrying(self._get_once, url, conditions)
         except _RetryableError as exc:
             tries = retrying.statistics.get("attempt_number", attempts)
             raise CrawlError(url, f"{exc} after {tries} attempts; try again later") from exc
 
-    def _get_once(self, url: str) -> tuple[int, httpx.Headers, bytes]:
+    def _get_once(
+        self, url: str, conditions: dict[str, str] | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
         self._wait_for_host(url)
         cap = self._settings.max_response_bytes
         try:
-            with self._client.stream("GET", url) as response:
+            with self._client.stream("GET", url, headers=conditions) as response:
                 if response.status_code in _RETRYABLE_STATUS:
                     raise self._retryable_status(url, response)
                 declared = int(response.headers.get("content-length") or 0)
@@ -184,12 +224,15 @@ class PoliteFetcher:
     def _robots_allow(self, url: str) -> bool:
         if not self._settings.respect_robots_txt:
             return True
+        rules = self._rules(url)
+        return rules is None or rules.can_fetch(url, self._settings.user_agent)
+
+    def _rules(self, url: str) -> Protego | None:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             self._robots[origin] = self._load_robots(origin)
-        rules = self._robots[origin]
-        return rules is None or rules.can_fetch(url, self._settings.user_agent)
+        return self._robots[origin]
 
     def _load_robots(self, origin: str) -> Protego | None:
         """None means "no rules": a missing or unreachable robots.txt does not block a site."""

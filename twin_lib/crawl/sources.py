@@ -7,7 +7,7 @@ priority order: the first kind whose predicate accepts a source crawls it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel
 
-from twin_lib.crawl.articles import crawl_url
-from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
+from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome, Expansion
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.fetcher import PoliteFetcher
 from twin_lib.crawl.folders import crawl_folder
 from twin_lib.crawl.git_repos import crawl_repository, is_git_source
 from twin_lib.crawl.linkedin import crawl_linkedin_export, is_linkedin_export
+from twin_lib.crawl.sites import crawl_url
+from twin_lib.crawl.state import PreviousCrawl, SourceState, state_fingerprint
 from twin_lib.domain import Category, RawDocument
 from twin_lib.settings import CrawlSettings
 
@@ -88,13 +89,30 @@ class CrawlReport:
     disappeared be treated as removed (a source that was down must not erase its documents).
     ``complete_origins`` is the subset whose crawl was a complete listing of an
     authoritative source (see ``CrawlerSpec.complete_listing``): the only origins whose
-    missing documents may be deleted.
+    missing documents may be deleted. ``expansions`` says how each web source became pages,
+    ``states`` what the next crawl of each source compares against, and ``reused`` how
+    many documents came back from the previous crawl unread.
     """
 
     documents: list[RawDocument] = field(default_factory=list)
     crawled_origins: list[str] = field(default_factory=list)
     complete_origins: list[str] = field(default_factory=list)
     failures: list[CrawlFailure] = field(default_factory=list)
+    expansions: dict[str, Expansion] = field(default_factory=dict)
+    states: dict[str, SourceState] = field(default_factory=dict)
+    reused: int = 0
+
+
+def usable_previous(
+    source: Source, previous: PreviousCrawl | None, settings: CrawlSettings
+) -> PreviousCrawl | None:
+    """The last crawl's state if refresh is on and it was made the way this crawl reads."""
+    if previous is None or not settings.conditional_fetching:
+        return None
+    if previous.state.fingerprint != state_fingerprint(settings, source.category):
+        logger.info("%s: crawl settings changed since the last crawl; reading it all", source.url)
+        return None
+    return previous
 
 
 def crawl_sources(
@@ -104,11 +122,13 @@ def crawl_sources(
     settings: CrawlSettings,
     transport: httpx.BaseTransport | None = None,
     crawled_at: datetime | None = None,
+    previous: Mapping[str, PreviousCrawl] | None = None,
 ) -> CrawlReport:
     """Crawl every source; one failing source is recorded and does not stop the others.
 
     Any exception of a crawler, not only ``CrawlError``, becomes that source's failure
     with the exception's type and message; the source is then neither crawled nor complete.
+    ``previous`` (by source URL) lets unchanged sources and pages be reused, not re-read.
     """
     if not author.strip():
         raise ValueError("author is empty; pass the name of the person whose writing this is")
@@ -122,6 +142,7 @@ def crawl_sources(
                 settings=settings,
                 fetcher=fetcher,
                 category=source.category,
+                previous=usable_previous(source, (previous or {}).get(source.url), settings),
             )
             try:
                 kind = crawler_kind(source.url)
@@ -144,17 +165,25 @@ def crawl_sources(
             report.crawled_origins.append(source.url)
             if CRAWLERS[kind].complete_listing:
                 report.complete_origins.append(source.url)
+            if outcome.expansion is not None:
+                report.expansions[source.url] = outcome.expansion
+            if outcome.state is not None:
+                report.states[source.url] = outcome.state
+            report.reused += outcome.reused
             logger.info(
-                "[%d/%d] %s (%s): %d documents",
+                "[%d/%d] %s (%s): %d documents, %d unchanged since the last crawl",
                 position,
                 len(sources),
                 source.url,
                 kind,
                 len(outcome.documents),
+                outcome.reused,
             )
     logger.info(
-        "crawl done: %d documents from %d/%d sources, %d failures",
+        "crawl done: %d documents (%d unchanged, not read again) from %d/%d sources, "
+        "%d failures",
         len(report.documents),
+        report.reused,
         len(report.crawled_origins),
         len(sources),
         len(report.failures),
