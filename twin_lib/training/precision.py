@@ -14,14 +14,13 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-CPUINFO = Path("/proc/cpuinfo")
+from twin_lib.hardware import CPUINFO, Precision, choose_precision, cpu_bf16_support
 
 
 class PrecisionPlan(BaseModel):
     """The resolved choice and why; saved in metrics.json and the model card."""
 
-    requested: Literal["auto", "bf16", "fp32"]
+    requested: Precision
     dtype: Literal["bf16", "fp32"]
     device: Literal["cuda", "cpu"]
     gradient_checkpointing: bool
@@ -33,21 +32,8 @@ class PrecisionPlan(BaseModel):
         return self.dtype == "bf16"
 
 
-def cpu_bf16_flags(cpuinfo: Path = CPUINFO) -> list[str]:
-    """The bf16 matrix-unit flags the CPU advertises (empty where /proc/cpuinfo is absent)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return [flag for flag in CPU_BF16_FLAGS if flag in flags]
-
-
 def plan_precision(
-    requested: Literal["auto", "bf16", "fp32"],
+    requested: Precision,
     *,
     cuda: bool | None = None,
     cpuinfo: Path = CPUINFO,
@@ -57,7 +43,7 @@ def plan_precision(
     if on_cuda:
         bf16_ok = torch.cuda.is_bf16_supported() if cuda is None else True
         why = "CUDA device with bf16 support" if bf16_ok else "CUDA device without bf16"
-        dtype = _choose(requested, bf16_ok, why)
+        dtype = choose_precision(requested, bf16_ok, why)
         return PrecisionPlan(
             requested=requested,
             dtype=dtype,
@@ -66,31 +52,12 @@ def plan_precision(
             optimizer="adamw_torch_fused",
             reason=why,
         )
-    flags = cpu_bf16_flags(cpuinfo)
-    bf16_ok = bool(flags) and torch.backends.mkldnn.is_available()
-    why = (
-        f"CPU with bf16 matrix units ({', '.join(flags)}): bf16 autocast"
-        if bf16_ok
-        else "CPU without bf16 matrix units (no amx_bf16/avx512_bf16 or no oneDNN): fp32"
-    )
+    bf16_ok, why = cpu_bf16_support(cpuinfo)
     return PrecisionPlan(
         requested=requested,
-        dtype=_choose(requested, bf16_ok, why),
+        dtype=choose_precision(requested, bf16_ok, why),
         device="cpu",
         gradient_checkpointing=False,
         optimizer="adamw_torch",
         reason=why,
     )
-
-
-def _choose(
-    requested: Literal["auto", "bf16", "fp32"], bf16_ok: bool, why: str
-) -> Literal["bf16", "fp32"]:
-    if requested == "fp32":
-        return "fp32"
-    if requested == "bf16" and not bf16_ok:
-        raise ValueError(
-            f"precision 'bf16' was requested but this machine cannot run it fast ({why}); "
-            "set precision to 'auto' or 'fp32'"
-        )
-    return "bf16" if bf16_ok else "fp32"
