@@ -7,16 +7,20 @@
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twin_lib.cli.context import console, fail, settings_of, summary
+from twin_lib.cli.context import console, fail, literal, settings_of, summary
 from twin_lib.crawl.sources import Source
 from twin_lib.domain import Category
+
+if TYPE_CHECKING:
+    from twin_lib.steps.crawl import SourceExpansion
 
 SourcesArgument = Annotated[
     list[str],
@@ -78,12 +82,32 @@ def crawl(
         except RuntimeError as error:
             raise fail(str(error)) from error
     for failure in result.failures:
-        console.print(f"[yellow]skipped[/] {failure['source_url']}: {failure['reason']}")
+        console.print(
+            f"[yellow]skipped[/] {literal(failure['source_url'])}: {literal(failure['reason'])}"
+        )
+    for expansion in result.expansions:
+        print_expansion(expansion)
     state = "unchanged" if result.unchanged else "written"
     summary(
         f"{result.documents} documents in snapshot {result.snapshot_id} ({state}); "
+        f"{result.reused} unchanged since the last crawl (not fetched again); "
+        f"{result.syndicated} copies of an article merged; "
         f"{len(result.failures)} failures; local copy {output}"
     )
+
+
+def print_expansion(expansion: SourceExpansion) -> None:
+    """How a web address became pages: found, taken, and each reason pages were left out."""
+    console.print(
+        f"[bold]{literal(expansion.source)}[/] via {expansion.method}: {expansion.found} pages "
+        f"found, {expansion.taken} taken, {len(expansion.left_out)} left out"
+    )
+    reasons = Counter(item.reason for item in expansion.left_out)
+    for reason, count in reasons.most_common():
+        example = next(item.url for item in expansion.left_out if item.reason == reason)
+        console.print(f"  {count} left out: {literal(reason)} (e.g. {literal(example)})")
+    for note in expansion.tried:
+        console.print(f"  tried first: {literal(note)}")
 
 
 def features(

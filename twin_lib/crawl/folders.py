@@ -1,4 +1,9 @@
-"""Local folders of Markdown, text and HTML files (drafts, exported blogs, notes)."""
+"""Local folders of Markdown, text and HTML files (drafts, exported blogs, notes).
+
+A file whose size and modification time are those of the last crawl is not read again: its
+document from the last crawl is reused (the rule rsync uses; an edit that keeps both the
+size and the time to the nanosecond goes unseen until the file changes again).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.extraction import NoMainTextError, extract_main_text
+from twin_lib.crawl.state import FileStamp
 from twin_lib.crawl.text_files import (
     VENDORED_DIRS,
     link_verdict,
@@ -29,7 +35,8 @@ def crawl_folder(source: str, context: CrawlContext) -> CrawlOutcome:
     root = Path(source).expanduser().resolve()
     if not root.is_dir():
         raise CrawlError(source, "not a directory; pass an existing folder")
-    outcome = CrawlOutcome()
+    state = context.new_state(source)
+    outcome = CrawlOutcome(state=state)
     for relative, linked_directory in walk_source(root):
         suffix = relative.suffix.lower()
         if not linked_directory and (
@@ -42,18 +49,51 @@ def crawl_folder(source: str, context: CrawlContext) -> CrawlOutcome:
                 uri = (root / relative).as_uri()
                 outcome.failures.append(CrawlFailure(source, uri, verdict.reason or ""))
             continue
+        stamp = _stamp(root / relative)
+        reused = _unchanged(relative, stamp, context)
+        if reused is not None:
+            outcome.documents.append(reused)
+            outcome.reused += 1
+            state.files[relative.as_posix()] = stamp.model_copy(
+                update={"document_id": reused.document_id}
+            )
+            continue
         document, reason = _document(root, relative, source, context)
         if document is None:
             outcome.failures.append(CrawlFailure(source, (root / relative).as_uri(), reason))
         else:
             outcome.documents.append(document)
+            state.files[relative.as_posix()] = stamp.model_copy(
+                update={"document_id": document.document_id}
+            )
+    state.document_ids = [d.document_id for d in outcome.documents]
     logger.info(
-        "folder %s: %d documents, %d unreadable or refused",
+        "folder %s: %d documents (%d unchanged, not read again), %d unreadable or refused",
         source,
         len(outcome.documents),
+        outcome.reused,
         len(outcome.failures),
     )
     return outcome
+
+
+def _stamp(path: Path) -> FileStamp:
+    status = path.lstat()
+    return FileStamp(size=status.st_size, mtime_ns=status.st_mtime_ns)
+
+
+def _unchanged(
+    relative: PurePosixPath, stamp: FileStamp, context: CrawlContext
+) -> RawDocument | None:
+    """Last crawl's document of this file if its size and modification time are unchanged."""
+    previous = context.previous
+    known = previous.state.files.get(relative.as_posix()) if previous else None
+    if previous is None or known is None or known.document_id is None:
+        return None
+    if (known.size, known.mtime_ns) != (stamp.size, stamp.mtime_ns):
+        return None
+    documents = previous.reusable([known.document_id])
+    return documents[0] if documents else None
 
 
 def walk_source(root: Path) -> Iterator[tuple[PurePosixPath, bool]]:

@@ -1,7 +1,9 @@
 """Git repositories, remote or local, cloned shallow and read blob by blob.
 
 Each tracked text file becomes one repository document, so that an edit to one file
-replaces only that file's chunks and a deleted file's chunks are removed.
+replaces only that file's chunks and a deleted file's chunks are removed. Before cloning,
+``git ls-remote`` asks for the head commit: the same commit as the last crawl means the
+same files, so the last crawl's documents are reused and nothing is cloned.
 """
 
 from __future__ import annotations
@@ -67,10 +69,15 @@ def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
             source, schemes=GIT_SCHEMES, allow_private=context.settings.allow_private_addresses
         )
         clone_url, base_url = source, source.removesuffix(".git")
-    outcome = CrawlOutcome()
+    state = context.new_state(source)
+    outcome = CrawlOutcome(state=state)
+    head = _remote_head(source, clone_url, context, local=local.is_dir())
+    if _reuse_unchanged(source, head, outcome, context):
+        return outcome
     with tempfile.TemporaryDirectory(prefix="twin-clone-") as workdir:
         repo = Path(workdir) / "repo.git"
         _clone(source, clone_url, repo, context, local=local.is_dir())
+        state.head = _git(["rev-parse", "HEAD"], source, context, repo=repo).decode().strip()
         entries = _tree(source, repo, context)
         wanted = [e for e in entries if e.mode in _READABLE_MODES and not skip_reason(e.path)]
         blobs, filtered = _read_blobs(source, repo, [e.oid for e in wanted], context)
@@ -100,8 +107,36 @@ def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
                     crawled_at=context.crawled_at,
                 )
             )
+    state.document_ids = [d.document_id for d in outcome.documents]
     logger.info("repository %s: %d files read, %d skipped", source, len(outcome.documents), skipped)
     return outcome
+
+
+def _remote_head(source: str, url: str, context: CrawlContext, *, local: bool) -> str | None:
+    """The commit the remote's HEAD points at, or None when refresh is off or no head is known."""
+    if context.previous is None or context.previous.state.head is None:
+        return None
+    listing = _git(["ls-remote", "--", url, "HEAD"], source, context, local=local).decode()
+    return listing.split()[0] if listing.strip() else None
+
+
+def _reuse_unchanged(
+    source: str, head: str | None, outcome: CrawlOutcome, context: CrawlContext
+) -> bool:
+    """Hand back the last crawl's documents when the head commit has not moved."""
+    previous = context.previous
+    if head is None or previous is None or previous.state.head != head:
+        return False
+    documents = previous.reusable(previous.state.document_ids)
+    if documents is None:
+        return False
+    outcome.documents.extend(documents)
+    outcome.reused = len(documents)
+    outcome.state = previous.state.model_copy()
+    logger.info(
+        "repository %s: head %s unchanged; %d files reused", source, head[:12], len(documents)
+    )
+    return True
 
 
 def _entry_text(

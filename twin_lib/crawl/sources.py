@@ -180,8 +180,7 @@ def crawl_sources(
                 outcome.reused,
             )
     logger.info(
-        "crawl done: %d documents (%d unchanged, not read again) from %d/%d sources, "
-        "%d failures",
+        "crawl done: %d documents (%d unchanged, not read again) from %d/%d sources, %d failures",
         len(report.documents),
         report.reused,
         len(report.crawled_origins),

@@ -4,6 +4,10 @@ A snapshot's id is derived from its documents' provenance and content (author, s
 content hash), so crawling sources that have not changed lands on the existing snapshot and
 nothing new is written, while the same text found at a new URL is a new snapshot that holds
 that URL. Its parent is the previous snapshot of the same author.
+
+Next to the snapshots, each (author, source) keeps a small crawl state (validators, head
+commit, file stamps, and the snapshot holding its documents): the next crawl, here or in a
+pipeline pod, asks only for what changed and takes the rest from that snapshot.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from twin_lib.crawl.context import Expansion
 from twin_lib.crawl.sources import CrawlReport, Source, crawl_sources
+from twin_lib.crawl.state import PreviousCrawl, SourceState
+from twin_lib.crawl.syndication import SYNDICATED_AT, merge_syndicated
 from twin_lib.domain import RawDocument
-from twin_lib.domain.records import records_to_table, write_records
-from twin_lib.hashing import combined_hash
+from twin_lib.domain.records import records_to_table, table_to_records, write_records
+from twin_lib.hashing import combined_hash, sha256_text
 from twin_lib.settings import FeaturesSettings, MinioSettings
-from twin_lib.storage import ObjectStore, SnapshotStore
+from twin_lib.storage import ObjectNotFoundError, ObjectStore, SnapshotStore
 from twin_lib.storage.snapshots import snapshot_id
 
 logger = logging.getLogger(__name__)
@@ -27,8 +34,39 @@ logger = logging.getLogger(__name__)
 RAW_DATASET = "raw-documents"
 
 
+class LeftOut(BaseModel):
+    url: str
+    reason: str
+
+
+class SourceExpansion(BaseModel):
+    """How one web source became pages (see ``twin_lib.crawl.context.Expansion``)."""
+
+    source: str
+    method: str
+    found: int
+    taken: int
+    left_out: list[LeftOut]
+    tried: list[str]
+
+    @classmethod
+    def of(cls, source: str, expansion: Expansion) -> SourceExpansion:
+        return cls(
+            source=source,
+            method=expansion.method,
+            found=expansion.found,
+            taken=expansion.taken,
+            left_out=[LeftOut(url=url, reason=reason) for url, reason in expansion.left_out],
+            tried=expansion.tried,
+        )
+
+
 class CrawlSummary(BaseModel):
-    """What a crawl step tells the next steps and the person running it."""
+    """What a crawl step tells the next steps and the person running it.
+
+    ``reused`` counts documents taken from the previous crawl without reading them again;
+    ``syndicated`` the copies of an article folded into one document.
+    """
 
     snapshot_id: str
     parent_snapshot_id: str | None
@@ -37,6 +75,9 @@ class CrawlSummary(BaseModel):
     crawled_origins: list[str]
     complete_origins: list[str]
     failures: list[dict[str, str]]
+    reused: int = 0
+    syndicated: int = 0
+    expansions: list[SourceExpansion] = []
 
 
 def _unique(documents: Sequence[RawDocument]) -> list[RawDocument]:
@@ -48,10 +89,63 @@ def _unique(documents: Sequence[RawDocument]) -> list[RawDocument]:
 
 
 def raw_identity(documents: Sequence[RawDocument]) -> str:
-    """Whose text, from where, and which text: not the crawl time, which changes every run."""
+    """Whose text, from where, and which text: not the crawl time, which changes every run.
+
+    Where else an article is published counts too, written only when there is such a place
+    so that the snapshots of crawls without copies keep their ids.
+    """
     return combined_hash(
-        f"{d.author}\n{d.source_url}\n{d.document_id}\n{d.content_hash}" for d in documents
+        f"{d.author}\n{d.source_url}\n{d.document_id}\n{d.content_hash}"
+        + (f"\n{d.metadata[SYNDICATED_AT]}" if SYNDICATED_AT in d.metadata else "")
+        for d in documents
     )
+
+
+def state_key(features: FeaturesSettings, author: str, source: str) -> str:
+    """Where one (author, source)'s crawl state lives in the raw bucket."""
+    return (
+        f"{features.raw_prefix}/crawl-state/{sha256_text(author)[:16]}/"
+        f"{sha256_text(source)[:32]}.json"
+    )
+
+
+def load_previous(
+    objects: ObjectStore,
+    snapshots: SnapshotStore,
+    sources: Sequence[Source],
+    *,
+    author: str,
+    bucket: str,
+    features: FeaturesSettings,
+) -> dict[str, PreviousCrawl]:
+    """Each source's last crawl state with its documents, read once per snapshot.
+
+    A state that cannot be read (an older format, a snapshot since deleted) is skipped:
+    the source is then crawled in full, which is always correct, only slower.
+    """
+    states: dict[str, SourceState] = {}
+    for source in sources:
+        try:
+            raw = objects.get_json(bucket, state_key(features, author, source.url))
+            states[source.url] = SourceState.model_validate(raw)
+        except ObjectNotFoundError:
+            continue
+        except ValidationError as error:
+            logger.warning(
+                "crawl state of %s unreadable (%s); crawling it in full", source.url, error
+            )
+    documents: dict[str, dict[str, RawDocument]] = {}
+    for snapshot in {s.snapshot_id for s in states.values() if s.snapshot_id}:
+        try:
+            table = snapshots.read_table(snapshot)
+        except ObjectNotFoundError:
+            logger.warning("snapshot %s of the last crawl is gone; crawling in full", snapshot)
+            continue
+        documents[snapshot] = {d.document_id: d for d in table_to_records(table, RawDocument)}
+    return {
+        url: PreviousCrawl(state, documents.get(state.snapshot_id or "", {}))
+        for url, state in states.items()
+    }
 
 
 def crawl_to_lake(
@@ -63,17 +157,32 @@ def crawl_to_lake(
     output: Path,
 ) -> CrawlSummary:
     """Crawl, snapshot the raw documents in MinIO, and write them to ``output`` (Parquet)."""
-    report: CrawlReport = crawl_sources(sources, author=author, settings=features.crawl)
-    if not report.crawled_origins:
-        reasons = "; ".join(f"{f.origin}: {f.reason}" for f in report.failures)
-        raise RuntimeError(f"no source could be crawled ({reasons}); fix the sources and retry")
-    documents = _unique(report.documents)
-    identity = raw_identity(documents)
-    sid = snapshot_id(RAW_DATASET, identity)
-    documents = [d.model_copy(update={"snapshot_id": sid}) for d in documents]
     objects = ObjectStore(minio)
     objects.ensure_buckets(minio.raw_bucket)
     snapshots = SnapshotStore(objects, minio.raw_bucket)
+    previous = (
+        load_previous(
+            objects,
+            snapshots,
+            sources,
+            author=author,
+            bucket=minio.raw_bucket,
+            features=features,
+        )
+        if features.crawl.conditional_fetching
+        else {}
+    )
+    report: CrawlReport = crawl_sources(
+        sources, author=author, settings=features.crawl, previous=previous
+    )
+    if not report.crawled_origins:
+        reasons = "; ".join(f"{f.origin}: {f.reason}" for f in report.failures)
+        raise RuntimeError(f"no source could be crawled ({reasons}); fix the sources and retry")
+    unique = _unique(report.documents)
+    documents = merge_syndicated(unique)
+    identity = raw_identity(documents)
+    sid = snapshot_id(RAW_DATASET, identity)
+    documents = [d.model_copy(update={"snapshot_id": sid}) for d in documents]
     existing = snapshots.find(sid)
     if existing is None:
         previous = snapshots.latest(RAW_DATASET, {"author": author})
@@ -99,7 +208,15 @@ def crawl_to_lake(
         crawled_origins=report.crawled_origins,
         complete_origins=report.complete_origins,
         failures=[f.__dict__ for f in report.failures],
+        reused=report.reused,
+        syndicated=len(unique) - len(documents),
+        expansions=[SourceExpansion.of(url, e) for url, e in report.expansions.items()],
     )
+    for source, state in report.states.items():
+        state.snapshot_id = sid
+        objects.put_json(
+            minio.raw_bucket, state_key(features, author, source), state.model_dump(mode="json")
+        )
     objects.put_json(
         minio.raw_bucket,
         f"{features.raw_prefix}/crawl-reports/{sid}.json",
@@ -107,9 +224,10 @@ def crawl_to_lake(
     )
     write_records(output, documents, RawDocument)
     logger.info(
-        "raw snapshot %s: %d documents (%s)",
+        "raw snapshot %s: %d documents, %d unchanged since the last crawl (%s)",
         sid,
         len(documents),
+        report.reused,
         "unchanged, nothing written" if unchanged else "written",
     )
     return summary
