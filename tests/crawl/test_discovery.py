@@ -145,3 +145,15 @@ def test_hostile_sitemaps_neither_expand_entities_nor_inflate_past_the_cap():
     zipped = gzip.compress(b"<urlset>" + b" " * 50_000 + late)
     assert parse_sitemap(zipped, max_bytes=10_000).pages == []  # inflated only to the cap
     assert parse_sitemap(zipped, max_bytes=100_000).pages == ["http://x.invalid/late"]
+
+
+def test_a_sitemap_given_as_the_source_lists_its_pages_without_the_listings(blog, crawl_settings):
+    blog.pages["/sitemap-docs.xml"] = blog.pages["/sitemap-docs.xml"].replace(
+        "</urlset>", f"<url><loc>{blog.base}/manual/parts</loc></url></urlset>"
+    )
+    report = crawl(blog, "/sitemap-index.xml", crawl_settings)
+    assert urls(report, blog) == sorted(DOCS_PAGES)
+    reasons = left_out(report, blog)
+    assert reasons["/docs/"] == reasons["/manual/parts"] == "a listing page (mostly links)"
+    [missing] = report.failures  # a 404 is a failure, reported as such
+    assert missing.source_url == blog.base + "/elsewhere/page" and "404" in missing.reason

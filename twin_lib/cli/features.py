@@ -107,7 +107,7 @@ def print_expansion(expansion: SourceExpansion) -> None:
         example = next(item.url for item in expansion.left_out if item.reason == reason)
         console.print(f"  {count} left out: {literal(reason)} (e.g. {literal(example)})")
     for note in expansion.tried:
-        console.print(f"  tried first: {literal(note)}")
+        console.print(f"  note: {literal(note)}")
 
 
 def features(
@@ -138,7 +138,9 @@ def features(
     summary(
         f"{int(metrics['documents_loaded'])} documents loaded, "
         f"{int(metrics['documents_unchanged'])} unchanged, "
-        f"{int(metrics['documents_deleted'])} deleted; Weaviate holds "
+        f"{int(metrics['documents_deleted'])} deleted; "
+        f"{int(metrics['embedding_cache_hits'])} chunks' vectors from the embedding cache, "
+        f"{int(metrics['texts_encoded'])} encoded; Weaviate holds "
         f"{int(metrics['collection_size'])} chunks; reports in {directory}"
     )
 
@@ -168,4 +170,36 @@ def forget_source(
     summary(
         f"forgot {result.origin} of {result.author}: {result.documents} documents and "
         f"{result.chunks} chunks deleted from {settings.weaviate.collection}"
+    )
+
+
+def rebuild_features(
+    ctx: typer.Context,
+    collection: Annotated[
+        str | None,
+        typer.Option(help="The collection to rebuild (default: the configured one)."),
+    ] = None,
+) -> None:
+    """Rebuild a Weaviate collection from MinIO alone, encoding only uncached chunks.
+
+    For a Weaviate that lost its data or was replaced: the chunks each document gave and
+    their vectors are kept in the features bucket; the collection is dropped and rewritten.
+    """
+    from twin_lib.steps.features import rebuild_collection
+    from twin_lib.storage import StorageError
+
+    settings = settings_of(ctx)
+    weaviate = settings.weaviate.model_copy(
+        update={"collection": collection or settings.weaviate.collection}
+    )
+    try:
+        result = rebuild_collection(
+            minio=settings.minio, weaviate=weaviate, features=settings.features
+        )
+    except (StorageError, ValueError) as error:
+        raise fail(str(error)) from error
+    summary(
+        f"rebuilt {result.collection}: {result.documents} documents, {result.chunks} chunks; "
+        f"{int(result.metrics['embedding_cache_hits'])} vectors from the cache, "
+        f"{int(result.metrics['texts_encoded'])} encoded"
     )

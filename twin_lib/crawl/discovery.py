@@ -165,6 +165,12 @@ def parse_sitemap(body: bytes, *, max_bytes: int) -> Sitemap:
     return Sitemap(pages=locations("url"), sitemaps=locations("sitemap"))
 
 
+def names_sitemap(url: str) -> bool:
+    """``/sitemap.xml``, ``/post-sitemap.xml.gz``...: a sitemap given as the source itself."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1].lower()
+    return "sitemap" in name and name.endswith((".xml", ".xml.gz"))
+
+
 def looks_like_sitemap(body: bytes) -> bool:
     head = body[:1024].lower()
     return body.startswith(_GZIP_MAGIC) or b"<urlset" in head or b"<sitemapindex" in head

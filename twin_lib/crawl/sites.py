@@ -1,10 +1,11 @@
 """From one web address to the author's writing, fetching again only what changed.
 
-An article's URL is one document. A feed is its entries. A home, index or profile page
-stands for the pages under it, found in this order: the profile's well-known feed, the
-page's autodiscovered feed, the site's sitemaps, then same-site links followed to
-``max_link_depth``; the first that lists pages in scope is used, and if none does the page
-is an article after all. Every page a method lists is taken or left out with a reason.
+An article's URL is one document; a feed is its entries, a sitemap its pages. A home,
+index or profile page stands for the pages under it, found in this order: the profile's
+well-known feed, the page's autodiscovered feed, the site's sitemaps, then same-site links
+followed to ``max_link_depth``; the first that lists pages in scope is used, and if none
+does the page is an article after all. Every page a method lists is taken or left out with
+a reason.
 
 Each page fetched before is asked for conditionally; a 304 hands back what the page gave
 last time (its documents, or the links it listed) without reading it again.
@@ -26,6 +27,7 @@ from twin_lib.crawl.discovery import (
     is_listing,
     looks_like_index,
     looks_like_sitemap,
+    names_sitemap,
     page_links,
     parse_html,
     parse_sitemap,
@@ -61,6 +63,9 @@ class SiteCrawl:
     def run(self) -> CrawlOutcome:
         discover = self.settings.discover_sites and looks_like_index(self.source)
         if discover and self._profile_feed():
+            return self._finish()
+        if names_sitemap(self.source):
+            self._take_all("sitemap", self._sitemap_pages([self.source]), scope=None)
             return self._finish()
         result = self._get(self.source)
         if isinstance(result, PageState):
@@ -151,7 +156,9 @@ class SiteCrawl:
         scope = scope_of(index, self.settings)
         if any(self._try_feed(feed, "feed", scope) for feed in feeds):
             return
-        pages = self._sitemap_pages(index)
+        parts = urlsplit(index)
+        default = f"{parts.scheme}://{parts.netloc}/sitemap.xml"
+        pages = self._sitemap_pages(self.context.fetcher.sitemaps(index) or [default])
         if any(scope.why_outside(page) is None for page in pages):
             self._take_all("sitemap", [p for p in pages if p != index], scope)
             return
@@ -159,11 +166,9 @@ class SiteCrawl:
             self.tried.append(f"sitemap: {len(pages)} pages, none under {scope.prefix}")
         self._follow_links(index, links, scope)
 
-    def _sitemap_pages(self, index: str) -> list[str]:
-        """Pages of the sitemaps robots.txt names, else of ``/sitemap.xml``; indexes followed."""
-        parts = urlsplit(index)
-        default = f"{parts.scheme}://{parts.netloc}/sitemap.xml"
-        queue = deque(self.context.fetcher.sitemaps(index) or [default])
+    def _sitemap_pages(self, sitemaps: list[str]) -> list[str]:
+        """Pages these sitemaps list, the sitemaps of sitemap indexes followed."""
+        queue = deque(sitemaps)
         seen: set[str] = set()
         pages: list[str] = []
         while queue and len(seen) < self.settings.max_sitemap_files:
@@ -238,25 +243,37 @@ class SiteCrawl:
     # -- taking pages --------------------------------------------------------------------
 
     def _take_all(self, method: str, links: list[str], scope: Scope | None) -> None:
-        """Take each listed page unless it is out of scope, excluded, disallowed or over limit."""
+        """Take each listed page unless it is out of scope, excluded, disallowed or over limit.
+
+        A feed lists articles; a sitemap lists every page, listings included, so its pages
+        are judged as linked pages are.
+        """
         expansion = self._expansion(method, found=len(links))
+        fetched = 0
         for url in links:
             reason = self._why_not(url, scope) if scope else self._why_not_fetch(url)
-            if reason is None and expansion.taken >= self.limit:
+            if reason is None and fetched >= self.limit:
                 reason = self._over_limit()
             if reason:
                 expansion.left_out.append((url, reason))
                 continue
-            try:
-                result = self._get(url)
-                if isinstance(result, PageState):
-                    self._reuse(result)
-                else:
-                    self._take_page(url, result)
-            except CrawlError as exc:
-                self.outcome.failures.append(CrawlFailure(self.source, url, exc.reason))
-                continue
-            expansion.taken += 1
+            fetched += 1
+            if method == "sitemap":
+                self._visit(url, expansion)
+            else:
+                self._take_entry(url, expansion)
+
+    def _take_entry(self, url: str, expansion: Expansion) -> None:
+        try:
+            result = self._get(url)
+            if isinstance(result, PageState):
+                self._reuse(result)
+            else:
+                self._take_page(url, result)
+        except CrawlError as exc:
+            self.outcome.failures.append(CrawlFailure(self.source, url, exc.reason))
+            return
+        expansion.taken += 1
 
     def _take_page(self, url: str, page: FetchedPage) -> None:
         document = article_from_page(page, origin=self.source, context=self.context)

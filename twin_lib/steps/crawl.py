@@ -22,7 +22,7 @@ from twin_lib.crawl.context import Expansion
 from twin_lib.crawl.sources import CrawlReport, Source, crawl_sources
 from twin_lib.crawl.state import PreviousCrawl, SourceState
 from twin_lib.crawl.syndication import SYNDICATED_AT, merge_syndicated
-from twin_lib.domain import RawDocument
+from twin_lib.domain import RawDocument, document_id_for
 from twin_lib.domain.records import records_to_table, table_to_records, write_records
 from twin_lib.hashing import combined_hash, sha256_text
 from twin_lib.settings import FeaturesSettings, MinioSettings
@@ -121,7 +121,9 @@ def load_previous(
     """Each source's last crawl state with its documents, read once per snapshot.
 
     A state that cannot be read (an older format, a snapshot since deleted) is skipped:
-    the source is then crawled in full, which is always correct, only slower.
+    the source is then crawled in full, which is always correct, only slower. A copy of an
+    article merged into another source's document is rebuilt from that document (same
+    text, the copy's URL), so an unchanged copy is not fetched again either.
     """
     states: dict[str, SourceState] = {}
     for source in sources:
@@ -141,11 +143,34 @@ def load_previous(
         except ObjectNotFoundError:
             logger.warning("snapshot %s of the last crawl is gone; crawling in full", snapshot)
             continue
-        documents[snapshot] = {d.document_id: d for d in table_to_records(table, RawDocument)}
-    return {
-        url: PreviousCrawl(state, documents.get(state.snapshot_id or "", {}))
-        for url, state in states.items()
-    }
+        kept = table_to_records(table, RawDocument)
+        documents[snapshot] = {d.document_id: d for d in kept}
+        documents[snapshot].update((d.document_id, d) for d in syndicated_copies(kept))
+    previous = {}
+    for url, state in states.items():
+        known = documents.get(state.snapshot_id or "", {})
+        own = (known.get(i) for i in state.document_ids)
+        mine = {d.document_id: d.model_copy(update={"origin": url}) for d in own if d}
+        previous[url] = PreviousCrawl(state, mine)
+    return previous
+
+
+def syndicated_copies(documents: Sequence[RawDocument]) -> list[RawDocument]:
+    """The copies that ``merge_syndicated`` folded into these documents, as documents again."""
+    copies = []
+    for document in documents:
+        for url in document.metadata.get(SYNDICATED_AT, "").splitlines():
+            metadata = {k: v for k, v in document.metadata.items() if k != SYNDICATED_AT}
+            copies.append(
+                document.model_copy(
+                    update={
+                        "document_id": document_id_for(url, document.author),
+                        "source_url": url,
+                        "metadata": metadata,
+                    }
+                )
+            )
+    return copies
 
 
 def crawl_to_lake(
