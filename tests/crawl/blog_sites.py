@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler
 
 from tests.support.loopback import serving
 
+MOVED = "moved to "  # a page whose text starts so is a permanent redirect
 EPOCH = 1_735_689_600  # feeds' dates: this, plus a number of seconds drawn from their content
 ROBOTS = "User-agent: *\nDisallow: /docs/private/\nSitemap: {base}/sitemap-index.xml\n"
 
@@ -106,6 +107,7 @@ def site_pages(base: str) -> dict[str, str]:
         "/manual/ch4": article("Chapter four", ("/manual/ch5",)),
         "/manual/ch5": article("Chapter five"),
         "/@ada": listing("Ada on Medium", PROFILE_POSTS),
+        "/old-manual/": f"{MOVED}/manual/",
         "/feed/@ada": rss(base, PROFILE_POSTS),
     }
     for path in (*BLOG_POSTS, *DOCS_PAGES, *PROFILE_POSTS, "/docs/private/notes"):
@@ -159,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, text: str | None) -> tuple[int, dict[str, str], bytes]:
         if text is None:
             return 404, {"Content-Type": "text/plain"}, b"not found"
+        if text.startswith(MOVED):
+            return 301, {"Location": text.removeprefix(MOVED)}, b""
         body = text.encode()
         if self.path == "/robots.txt":
             return 200, {"Content-Type": "text/plain"}, body

@@ -160,3 +160,13 @@ def test_refresh_can_be_turned_off(blog, crawl_settings):
     off = crawl_settings.model_copy(update={"conditional_fetching": False})
     run([blog.base + "/@ada"], off, previous=previous_of(first))
     assert blog.count(304) == 0 and blog.count(200, PROFILE_POSTS) == 2
+
+
+def test_an_unchanged_index_behind_a_redirect_keeps_its_scope(blog, crawl_settings):
+    """The replayed index is judged at the address the redirect led to, not the one given."""
+    first = run([blog.base + "/old-manual/"], crawl_settings)
+    assert len(first.documents) == 4
+    blog.hits.clear()
+    second = run([blog.base + "/old-manual/"], crawl_settings, previous=previous_of(first))
+    assert blog.count(304, ("/manual/",)) == 1
+    assert second.reused == 4 and len(second.documents) == 4

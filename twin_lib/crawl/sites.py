@@ -145,8 +145,9 @@ class SiteCrawl:
     def _replay(self, url: str, known: PageState) -> None:
         """A page not modified since the last crawl: what it gave then, it gives now."""
         if known.kind == "index":
-            self._expand(url, known.children, known.links)
+            self._expand(known.final_url or url, known.children, known.links)
         elif known.kind == "feed":
+            self.limit = min(self.limit, self.settings.max_feed_entries)
             self._take_all("feed", known.links, scope=None)
         else:
             self._reuse(known)
@@ -331,6 +332,7 @@ class SiteCrawl:
     ) -> None:
         self.state.pages[url] = PageState(
             kind=kind,
+            final_url=page.url,
             etag=page.validators.etag,
             last_modified=page.validators.last_modified,
             links=links or [],

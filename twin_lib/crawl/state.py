@@ -33,6 +33,7 @@ class PageState(BaseModel):
     """
 
     kind: PageKind
+    final_url: str = Field(default="", description="where redirects led; scope is judged there")
     etag: str | None = None
     last_modified: str | None = None
     document_ids: list[str] = Field(default_factory=list)
