@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.promotion.test_decision import good
-from tests.support.argilla import add_reviewer, api_key_of, submit
+from tests.support.argilla import api_key_of, submit
 from tests.support.registry_data import model_version
 from twin_lib.promotion.argilla_reviews import (
     ArgillaReviewBackend,
@@ -70,11 +70,6 @@ def answers(position: str, *, candidate: tuple[int, str], base: tuple[int, str])
         values |= {f"voice_{where}": rating, f"grounding_{where}": rating}
         values[f"verdict_{where}"] = verdict
     return values
-
-
-@pytest.fixture(scope="module")
-def reviewers(argilla_stack: TwinSettings) -> list[str]:
-    return [add_reviewer(argilla_stack, name) for name in ("reviewer-ana", "reviewer-bo")]
 
 
 def test_reviews_approve_one_candidate_and_reject_another(
@@ -163,7 +158,7 @@ def test_unknown_dataset_and_revoked_key_give_clear_errors(argilla_stack: TwinSe
     argilla = argilla_stack.argilla
     model = candidate("never-pushed")
     backend = ArgillaReviewBackend(argilla)
-    with pytest.raises(ArgillaReviewError, match=f"no review dataset '{dataset_name(model)}'"):
+    with pytest.raises(ArgillaReviewError, match=f"no dataset '{dataset_name(model)}'"):
         backend.collect(model)
     elsewhere = ArgillaReviewBackend(argilla.model_copy(update={"workspace": "no-such-space"}))
     with pytest.raises(ArgillaReviewError, match="in workspace 'no-such-space'"):

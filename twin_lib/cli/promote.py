@@ -19,6 +19,7 @@ from twin_lib.cli.context import console, fail, literal, settings_of, show, summ
 
 if TYPE_CHECKING:
     from twin_lib.promotion.decision import Check, Decision
+    from twin_lib.promotion.reviews import ReviewEvidence
 
 app = typer.Typer(help="Reviews of candidate versions.", no_args_is_help=True)
 
@@ -69,6 +70,28 @@ def checks_table(checks: list[Check], title: str) -> Table:
             f"[{style}]{check.status}[/]",
             literal(check.detail),
         )
+    return table
+
+
+def _verdict(approve: bool | None) -> str:
+    return "-" if approve is None else "approve" if approve else "reject"
+
+
+def responses_table(evidence: ReviewEvidence, title: str) -> Table:
+    """Every submitted response: the candidate's ratings, the base answer's, the comment."""
+    table = Table("record", "reviewer", "voice", "grounding", "verdict", "base v/g", title=title)
+    table.add_column("comment", overflow="fold")
+    for record in evidence.records:
+        for response in record.responses:
+            table.add_row(
+                literal(record.sample_id),
+                literal(response.reviewer),
+                _number(response.voice),
+                _number(response.grounding),
+                _verdict(response.approve),
+                f"{_number(response.base_voice)}/{_number(response.base_grounding)}",
+                literal(response.comment or ""),
+            )
     return table
 
 
@@ -160,6 +183,10 @@ def status(
             facts.add_row(name, value)
         console.print(facts)
         console.print(checks_table(found.checks, "review checks"))
+    if found.recorded is not None and found.recorded.human:
+        console.print(responses_table(found.recorded, "reviews recorded with the decision"))
+    elif evidence.human:
+        console.print(responses_table(evidence, "reviews so far"))
     if found.decision is not None:
         _notices([n for n in found.decision.notices if n != evidence.notice])
         show(f"decided {found.decision.outcome} by {found.decision.by}: {found.decision.reason}")

@@ -9,8 +9,9 @@ an approve/reject verdict. A record is complete once ``argilla.min_submitted`` r
 have submitted it.
 
 Only submitted responses are evidence. Each becomes one :class:`ReviewResponse` about the
-candidate's answer: its verdict, its comment, and as rating the lower of its voice and
-grounding ratings (an answer is only as good as its weaker side).
+candidate's answer: its verdict, its comment, its voice and grounding ratings and, as the
+rating the gate averages, the lower of the two (an answer is only as good as its weaker
+side); the base answer's ratings and verdict are kept beside them.
 
 Argilla 2.8 is the last release (upstream is feature-frozen), so it stays behind the
 :class:`~twin_lib.promotion.reviews.ReviewBackend` interface; the SDK is imported lazily.
@@ -23,7 +24,7 @@ import random
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from twin_lib.promotion.reviews import (
     ReviewRequest,
     ReviewResponse,
     ReviewSample,
+    lower_rating,
 )
 from twin_lib.registry.models import ModelVersion
 from twin_lib.settings import ArgillaSettings, TwinSettings
@@ -110,7 +112,7 @@ class ArgillaReviewBackend:
         self.batch = batch
 
     @contextmanager
-    def _errors(self, doing: str, dataset: str | None = None) -> Iterator[None]:
+    def errors(self, doing: str, dataset: str | None = None) -> Iterator[None]:
         """SDK and transport failures as one message naming the server and the remedy."""
         from argilla._exceptions import (
             ArgillaAPIError,
@@ -141,10 +143,10 @@ class ArgillaReviewBackend:
                 "are kept"
             ) from error
 
-    def _client(self) -> rg.Argilla:
+    def client(self) -> rg.Argilla:
         import argilla as rg
 
-        with self._errors("connecting"):  # the client checks the key before anything is sent
+        with self.errors("connecting"):  # the client checks the key before anything is sent
             return rg.Argilla(
                 api_url=self.settings.url,
                 api_key=self.settings.api_key.get_secret_value(),
@@ -198,11 +200,31 @@ class ArgillaReviewBackend:
         )
 
     def _dataset(self, client: rg.Argilla, model: ModelVersion, *, create: bool) -> rg.Dataset:
-        """The candidate's published dataset; with ``create``, made (with its workspace) if
-        missing, and made again if an interrupted creation left it unpublished and empty."""
+        """The candidate's published dataset; with ``create``, made if missing."""
+        return self.named_dataset(
+            client,
+            dataset_name(model),
+            self.dataset_settings,
+            create=create,
+            missing=f"request the review of {model.name} {model.version} first (the llm-twin "
+            "pipeline's request-review step)",
+        )
+
+    def named_dataset(
+        self,
+        client: rg.Argilla,
+        name: str,
+        make_settings: Callable[[], rg.Settings],
+        *,
+        create: bool,
+        missing: str,
+    ) -> rg.Dataset:
+        """The published dataset ``name``; with ``create``, made (with its workspace) if
+        missing, and made again if an interrupted creation left it unpublished and empty;
+        without, a missing one is an error whose remedy is ``missing``."""
         import argilla as rg
 
-        name, where = dataset_name(model), self.settings.workspace
+        where = self.settings.workspace
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "not found" is an answer here
             workspace = client.workspaces(where)
@@ -212,15 +234,14 @@ class ArgillaReviewBackend:
             return dataset
         if not create:
             raise ArgillaReviewError(
-                f"no review dataset {name!r} in workspace {where!r} at {self.settings.url}: "
-                f"request the review of {model.name} {model.version} first (the llm-twin "
-                "pipeline's request-review step), or check TWIN_ARGILLA__WORKSPACE"
+                f"no dataset {name!r} in workspace {where!r} at {self.settings.url}: {missing}, "
+                "or check TWIN_ARGILLA__WORKSPACE"
             )
         if dataset is not None:
             dataset.delete()
         workspace = workspace or rg.Workspace(name=where, client=client).create()
         return rg.Dataset(
-            name=name, workspace=workspace, settings=self.dataset_settings(), client=client
+            name=name, workspace=workspace, settings=make_settings(), client=client
         ).create()
 
     def _record(self, model: ModelVersion, sample: ReviewSample) -> rg.Record:
@@ -267,9 +288,9 @@ class ArgillaReviewBackend:
         looks present yet reviewers never see it; upserting it again indexes it. Responses
         are not part of a record's upsert and are never touched.
         """
-        client = self._client()
+        client = self.client()
         name = dataset_name(model)
-        with self._errors(f"pushing samples to {name!r}", name):
+        with self.errors(f"pushing samples to {name!r}", name):
             dataset = self._dataset(client, model, create=True)
             present = {
                 record.id
@@ -304,9 +325,9 @@ class ArgillaReviewBackend:
         )
 
     def progress(self, model: ModelVersion) -> ReviewProgress:
-        client = self._client()
+        client = self.client()
         name = dataset_name(model)
-        with self._errors(f"reading the progress of {name!r}", name):
+        with self.errors(f"reading the progress of {name!r}", name):
             figures = self._dataset(client, model, create=False).progress()
         return ReviewProgress(
             dataset=name,
@@ -317,9 +338,9 @@ class ArgillaReviewBackend:
 
     def collect(self, model: ModelVersion) -> ReviewEvidence:
         """Every record and its submitted responses about the candidate's answer."""
-        client = self._client()
+        client = self.client()
         name = dataset_name(model)
-        with self._errors(f"collecting reviews from {name!r}", name):
+        with self.errors(f"collecting reviews from {name!r}", name):
             dataset = self._dataset(client, model, create=False)
             reviewers: dict[Any, str] = {}
             records = []
@@ -352,27 +373,52 @@ def _responses(
 ) -> list[ReviewResponse]:
     """One response per reviewer who submitted the record; drafts and discards are not
     evidence."""
+    found = []
+    for user_id, values in submitted(record).items():
+        other = "b" if position == "a" else "a"
+        voice, grounding = _int(values, f"voice_{position}"), _int(values, f"grounding_{position}")
+        found.append(
+            ReviewResponse(
+                reviewer=username(client, user_id, reviewers),
+                rating=lower_rating(voice, grounding),
+                approve=_verdict(values, position),
+                comment=values.get("comment") or None,
+                voice=voice,
+                grounding=grounding,
+                base_voice=_int(values, f"voice_{other}"),
+                base_grounding=_int(values, f"grounding_{other}"),
+                base_approve=_verdict(values, other),
+            )
+        )
+    return found
+
+
+def username(client: rg.Argilla, user_id: Any, known: dict[Any, str]) -> str:
+    """A reviewer's name, asked of the server once per user."""
+    if user_id not in known:
+        user = client.users(id=user_id)
+        known[user_id] = user.username if user else str(user_id)
+    return known[user_id]
+
+
+def submitted(record: rg.Record) -> dict[Any, dict[str, Any]]:
+    """Each reviewer's submitted answers to the record's questions; drafts and discards are
+    not evidence."""
     answers: dict[Any, dict[str, Any]] = defaultdict(dict)
     for response in record.responses:
         if response.status == "submitted":
             answers[response.user_id][response.question_name] = response.value
-    found = []
-    for user_id, values in answers.items():
-        if user_id not in reviewers:
-            user = client.users(id=user_id)
-            reviewers[user_id] = user.username if user else str(user_id)
-        ratings = [values.get(f"{aspect}_{position}") for aspect in ("voice", "grounding")]
-        given = [int(r) for r in ratings if r is not None]
-        verdict = values.get(f"verdict_{position}")
-        found.append(
-            ReviewResponse(
-                reviewer=reviewers[user_id],
-                rating=min(given) if given else None,
-                approve=None if verdict is None else verdict == APPROVE,
-                comment=values.get("comment") or None,
-            )
-        )
-    return found
+    return answers
+
+
+def _int(values: dict[str, Any], question: str) -> int | None:
+    value = values.get(question)
+    return None if value is None else int(value)
+
+
+def _verdict(values: dict[str, Any], position: str) -> bool | None:
+    verdict = values.get(f"verdict_{position}")
+    return None if verdict is None else verdict == APPROVE
 
 
 def argilla_backend(settings: TwinSettings) -> ArgillaReviewBackend:

@@ -64,13 +64,23 @@ class ReviewRequest(BaseModel):
 
 
 class ReviewResponse(BaseModel):
-    """One reviewer's submitted answer on one record."""
+    """One reviewer's submitted answer on one record.
+
+    ``rating`` is what the gate averages: the lower of ``voice`` and ``grounding`` (an
+    answer is only as good as its weaker side), or the one rating a backend gives. The
+    separate ratings, and the base answer's, are kept so that a reviewer's judgement can be
+    read back in full from the registry."""
 
     reviewer: str
     rating: int | None = Field(default=None, ge=1, le=5)
     approve: bool | None = Field(default=None, description="would they let users see it")
     comment: str | None = None
     submitted_at: datetime | None = None
+    voice: int | None = Field(default=None, ge=1, le=5, description="the candidate's voice")
+    grounding: int | None = Field(default=None, ge=1, le=5, description="the candidate's grounding")
+    base_voice: int | None = Field(default=None, ge=1, le=5)
+    base_grounding: int | None = Field(default=None, ge=1, le=5)
+    base_approve: bool | None = None
 
 
 class ReviewedRecord(BaseModel):
@@ -94,11 +104,26 @@ class ReviewSummary(BaseModel):
         description="share of reviewer pairs on the same record giving the same approve/reject "
         "verdict, over all such pairs; None when no record has two verdicts"
     )
+    mean_voice: float | None = Field(default=None, description="the candidate's, alone")
+    mean_grounding: float | None = Field(default=None, description="the candidate's, alone")
+    base_mean_rating: float | None = Field(
+        default=None, description="the base answer's, as the lower of its two ratings"
+    )
+
+
+def _mean(values: list[int | None]) -> float | None:
+    given = [value for value in values if value is not None]
+    return fmean(given) if given else None
+
+
+def lower_rating(*ratings: int | None) -> int | None:
+    """The rating an answer gets overall: its weaker side's."""
+    given = [rating for rating in ratings if rating is not None]
+    return min(given) if given else None
 
 
 def summarise(records: list[ReviewedRecord]) -> ReviewSummary:
     responses = [r for record in records for r in record.responses]
-    ratings = [r.rating for r in responses if r.rating is not None]
     verdicts = [r.approve for r in responses if r.approve is not None]
     pairs = [
         a == b
@@ -112,9 +137,12 @@ def summarise(records: list[ReviewedRecord]) -> ReviewSummary:
         reviewed_records=sum(1 for record in records if record.responses),
         responses=len(responses),
         reviewers=len({r.reviewer for r in responses}),
-        mean_rating=fmean(ratings) if ratings else None,
+        mean_rating=_mean([r.rating for r in responses]),
         approval_rate=sum(verdicts) / len(verdicts) if verdicts else None,
         agreement=sum(pairs) / len(pairs) if pairs else None,
+        mean_voice=_mean([r.voice for r in responses]),
+        mean_grounding=_mean([r.grounding for r in responses]),
+        base_mean_rating=_mean([lower_rating(r.base_voice, r.base_grounding) for r in responses]),
     )
 
 

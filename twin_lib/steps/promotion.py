@@ -1,8 +1,9 @@
 """Promotion steps: ask for reviews, decide on a candidate, deploy only what was approved.
 
 The decision is recorded where the version lives: the status change (candidate -> approved
-or rejected) with a reason naming the numbers, and the whole decision, evidence included,
-as ``decision.json`` beside the version. A candidate still waiting for evidence changes
+or rejected) with a reason naming the numbers, the whole decision as ``decision.json`` and
+the review evidence it was taken on (every record, every reviewer's ratings and comment) as
+``reviews.json`` beside the version. A candidate still waiting for evidence changes
 nothing (a log line says what it waits for), so a scheduled run simply decides again later.
 Deploying goes through :func:`twin_lib.steps.deploy.deploy_version` on a cluster, or a
 callable the caller gives (a local server), and only ever for a version the registry holds
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 DECISION_FILE = "decision.json"
 REVIEW_REQUEST_FILE = "review_request.json"
+REVIEWS_FILE = "reviews.json"
 
 Deploy = Callable[[ModelVersion], Any]
 """Puts an approved version in front of users; what it returns is kept in the result."""
@@ -100,6 +102,8 @@ class ReviewStatus(BaseModel):
     evidence: ReviewEvidence
     checks: list[Check]
     decision: Decision | None
+    recorded: ReviewEvidence | None = None
+    """The evidence the decision was taken on, as stored with the version."""
 
 
 def _registry(settings: TwinSettings) -> ModelRegistry:
@@ -310,6 +314,9 @@ def decide_version(
     registry.transition(model.name, model.version, status, by=by, reason=decision.reason)
     decision = decision.model_copy(update={"recorded": True})
     registry.store.put_json(
+        *_location(registry, model, REVIEWS_FILE), reviews.model_dump(mode="json")
+    )
+    registry.store.put_json(
         *_location(registry, model, DECISION_FILE), decision.model_dump(mode="json")
     )
     log.info("gate decision recorded", extra=facts)
@@ -338,6 +345,7 @@ def review_status(
     model = registry.get(_model_name(settings, name), version)
     request = _read_beside(registry, model, REVIEW_REQUEST_FILE)
     decision = _read_beside(registry, model, DECISION_FILE)
+    recorded = _read_beside(registry, model, REVIEWS_FILE)
     evidence = review_backend(settings, backend).collect(model)
     return ReviewStatus(
         model=model.name,
@@ -347,6 +355,7 @@ def review_status(
         evidence=evidence,
         checks=review_checks(evidence, settings.gate),
         decision=None if decision is None else Decision.model_validate(decision),
+        recorded=None if recorded is None else ReviewEvidence.model_validate(recorded),
     )
 
 
