@@ -42,6 +42,22 @@ def article(title: str, links: tuple[str, ...] = ()) -> str:
     )
 
 
+def sphinx_page(title: str) -> str:
+    """A documentation page: a short section beside a sidebar that lists the whole manual."""
+    toc = "".join(
+        f'<li><a href="/manual/ch{n % 4 + 1}">Section {n} of the manual</a></li>' for n in range(40)
+    )
+    return (
+        f"<!doctype html><html><head><title>{title}</title></head><body>"
+        f'<div class="sphinxsidebar" role="complementary"><ul>{toc}</ul></div>'
+        f'<div class="body" role="main"><section><h1>{title}</h1><p>{title} explains how '
+        "the tide tables are read: find the port, then the day, then the hour, and add the "
+        "correction for the season. The heights are in metres above chart datum, and the "
+        "times are local. Where two tides fall on one day, both are listed in order.</p>"
+        "</section></div></body></html>"
+    )
+
+
 def listing(title: str, links: tuple[str, ...], head: str = "") -> str:
     items = "".join(f'<li><a href="{href}">{title} entry {href}</a></li>' for href in links)
     return (
@@ -102,7 +118,7 @@ def site_pages(base: str) -> dict[str, str]:
         ),
         "/manual/parts": listing("Parts", ("/manual/ch3",)),
         "/manual/ch1": article("Chapter one", ("/manual/ch4",)),
-        "/manual/ch2": article("Chapter two"),
+        "/manual/ch2": sphinx_page("Chapter two"),
         "/manual/ch3": article("Chapter three"),
         "/manual/ch4": article("Chapter four", ("/manual/ch5",)),
         "/manual/ch5": article("Chapter five"),

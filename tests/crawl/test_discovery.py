@@ -157,3 +157,12 @@ def test_a_sitemap_given_as_the_source_lists_its_pages_without_the_listings(blog
     assert reasons["/docs/"] == reasons["/manual/parts"] == "a listing page (mostly links)"
     [missing] = report.failures  # a 404 is a failure, reported as such
     assert missing.source_url == blog.base + "/elsewhere/page" and "404" in missing.reason
+
+
+def test_linked_pages_that_fail_are_failures_not_documents(blog, crawl_settings):
+    blog.pages["/manual/"] = blog.pages["/manual/"].replace("/manual/ch2", "/manual/gone")
+    report = crawl(blog, "/manual/", crawl_settings)
+    assert [(f.source_url, f.reason[:8]) for f in report.failures] == [
+        (blog.base + "/manual/gone", "HTTP 404")
+    ]
+    assert "/manual/ch2" not in urls(report, blog)

@@ -29,7 +29,11 @@ _INDEX_NAMES = re.compile(r"^(index|default|home)\.(html?|php|aspx?)$", re.IGNOR
 _PROFILE_PATH = re.compile(r"^/(@[^/]+)/?$")
 # Hosts whose subdomain root is a writer's profile with its feed at /feed.
 _PROFILE_HOSTS = (".substack.com", ".medium.com")
-_BOILERPLATE = "//nav|//header|//footer|//aside|//script|//style|//form"
+_BOILERPLATE_TAGS = frozenset({"nav", "header", "footer", "aside", "script", "style", "form"})
+_BOILERPLATE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
+# Documentation themes put their menus in plain divs: Sphinx "sphinxsidebar", Read the Docs
+# "wy-nav-side", MkDocs Material "md-sidebar", "toctree-wrapper", breadcrumbs.
+_BOILERPLATE_NAMES = re.compile(r"sidebar|\bmenu|\btoc|toctree|breadcrumb|\bnav", re.IGNORECASE)
 # Above this share of a page's text inside links, the page is a listing, not writing.
 _LISTING_LINK_SHARE = 0.5
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -123,15 +127,37 @@ def page_links(tree: lxml.html.HtmlElement, base: str) -> list[str]:
 
 
 def is_listing(tree: lxml.html.HtmlElement) -> bool:
-    """Most of the page's own text (menus and footers aside) sits inside links."""
-    body = tree.find("body")
-    if body is None:
+    """Most of the page's main text (menus, sidebars and footers aside) sits inside links.
+
+    The main text is the page's ``<main>`` or ``role="main"`` element, its one ``<article>``,
+    or else its body.
+    """
+    content = _main_content(tree)
+    if content is None:
         return False
-    for element in body.xpath(_BOILERPLATE.replace("//", ".//")):
+    for element in [e for e in content.iter() if e is not content and _is_boilerplate(e)]:
         element.drop_tree()
-    total = len("".join(body.text_content().split()))
-    linked = sum(len("".join(a.text_content().split())) for a in body.xpath(".//a"))
+    total = len("".join(content.text_content().split()))
+    linked = sum(len("".join(a.text_content().split())) for a in content.xpath(".//a"))
     return total == 0 or linked / total > _LISTING_LINK_SHARE
+
+
+def _main_content(tree: lxml.html.HtmlElement) -> lxml.html.HtmlElement | None:
+    for candidates in (tree.xpath("//main|//*[@role='main']"), tree.xpath("//article")):
+        if len(candidates) == 1:
+            return candidates[0]
+    return tree.find("body")
+
+
+def _is_boilerplate(element: lxml.html.HtmlElement) -> bool:
+    if not isinstance(element.tag, str):
+        return False
+    names = f"{element.get('class') or ''} {element.get('id') or ''}"
+    return (
+        element.tag in _BOILERPLATE_TAGS
+        or (element.get("role") or "") in _BOILERPLATE_ROLES
+        or bool(_BOILERPLATE_NAMES.search(names))
+    )
 
 
 def feed_entry_links(body: bytes) -> list[str]:

@@ -41,6 +41,8 @@ from twin_lib.crawl.state import PageKind, PageState
 
 logger = logging.getLogger(__name__)
 
+_PROGRESS_EVERY = 25  # requests between progress lines: a polite crawl of a site takes minutes
+
 
 def crawl_url(url: str, context: CrawlContext) -> CrawlOutcome:
     """Crawl a web address: one article, a feed's entries or the writing under an index."""
@@ -59,6 +61,7 @@ class SiteCrawl:
         self.outcome = CrawlOutcome(state=self.state)
         self.limit = self.settings.max_pages
         self.tried: list[str] = []
+        self.requests = 0
 
     def run(self) -> CrawlOutcome:
         discover = self.settings.discover_sites and looks_like_index(self.source)
@@ -301,6 +304,15 @@ class SiteCrawl:
         """The page, or its state from the last crawl when the server says it did not change."""
         known = self._known(url)
         validators = Validators(known.etag, known.last_modified) if known else None
+        self.requests += 1
+        if self.requests % _PROGRESS_EVERY == 0:
+            logger.info(
+                "%s: %d pages requested, %d documents so far (%d unchanged)",
+                self.source,
+                self.requests,
+                len(self.outcome.documents),
+                self.outcome.reused,
+            )
         page = self.context.fetcher.fetch(url, validators)
         if page.not_modified and known is not None:
             self.state.pages[url] = known
