@@ -319,6 +319,9 @@ class ArgillaSettings(BaseModel):
     workspace: str = "twin"
     min_submitted: int = Field(default=2, ge=1, description="submitted responses per record")
     review_seed: int = Field(default=0, description="draws the order of the answers shown")
+    feedback_dataset: str = Field(
+        default="twin-feedback", description="where rated answers of the served twin are corrected"
+    )
     # The local stack's Argilla (``twin stack up --with argilla``): the server, its search
     # engine and Redis, all on loopback. Argilla 2.8 is the last (feature-frozen) release.
     owner: str = "twin-owner"
@@ -560,6 +563,12 @@ class DatasetSettings(BaseModel):
     )
     max_failure_rate: float = Field(default=0.2, ge=0, le=1)
     quarantine_prefix: str = "quarantine"
+    feedback_pairs_key: str | None = Field(
+        default=None,
+        description="key in minio.datasets_bucket of reviewers' corrections of served answers "
+        "(`twin feedback collect` writes it); set, they join the preference dataset's train "
+        "split as pairs (None: they do not)",
+    )
 
 
 class RetrievalSettings(BaseModel):
@@ -683,6 +692,13 @@ class ServingSettings(BaseModel):
     record_flush_s: float = Field(default=5.0, gt=0, description="longest wait before a flush")
     record_max_pending: int = Field(
         default=10_000, ge=1, description="answers held while storage is down; then oldest dropped"
+    )
+    feedback_prefix: str = Field(
+        default="feedback", description="key prefix of users' ratings in minio.datasets_bucket"
+    )
+    feedback_max_comment_chars: int = Field(default=2000, ge=0)
+    feedback_memory: int = Field(
+        default=2000, ge=0, description="recent answers kept in memory to rate without a lookup"
     )
     start_timeout_s: float = Field(default=180.0, gt=0, description="`twin serve up` readiness")
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)

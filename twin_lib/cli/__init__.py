@@ -10,6 +10,7 @@ from twin_lib.cli import (
     deploy,
     evaluate,
     features,
+    feedback,
     manifests,
     models,
     pipeline,
@@ -35,10 +36,12 @@ app.add_typer(models.app, name="models")
 app.add_typer(base_model.app, name="base-model")
 app.add_typer(serve.app, name="serve")
 app.add_typer(promote.app, name="reviews")
+app.add_typer(feedback.app, name="feedback")
 app.command()(features.crawl)
 app.command()(features.features)
 app.command("forget-source")(features.forget_source)
 app.command()(serve.ask)
+app.command()(serve.rate)
 app.command()(deploy.deploy)
 app.command()(deploy.rollback)
 app.command()(evaluate.evaluate)

@@ -180,6 +180,31 @@ def ask(
     )
 
 
+def rate(
+    ctx: typer.Context,
+    answer_id: Annotated[str, typer.Argument(help="The answer's id, as `twin ask` printed it.")],
+    rating: Annotated[str, typer.Argument(help="up or down.")],
+    comment: Annotated[str | None, typer.Option(help="What was good or wrong.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The twin's root URL (default: the server of `twin serve up`)."),
+    ] = None,
+) -> None:
+    """Rate one of the twin's answers (thumbs up or down, with a comment) by its answer id."""
+    if rating not in ("up", "down"):
+        raise fail(f"rating {rating!r}: give up or down")
+    settings = settings_of(ctx)
+    local = LocalModelServer(settings)
+    record = local.running()
+    target = url or (record.url if record else local.url())
+    try:
+        with TwinClient(target, model=settings.serving.served_name) as client:
+            receipt = client.rate(answer_id, rating, comment=comment)
+    except TwinClientError as error:
+        raise fail(str(error)) from error
+    summary(f"rated answer {receipt.answer_id} {receipt.rating} (rating {receipt.id})")
+
+
 def _streamed(client: TwinClient, question: str, max_tokens: int | None) -> ClientAnswer:
     answer: ClientAnswer | None = None
     for event in client.ask_stream(question, max_tokens=max_tokens):

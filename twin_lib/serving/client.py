@@ -23,6 +23,7 @@ from twin_lib.storage.retry import root_cause
 # The paths of KServe's Hugging Face runtime (kept here: the server's modules import KServe).
 _OPENAI_PREFIX = "/openai/v1"
 CHAT_ROUTE = f"{_OPENAI_PREFIX}/chat/completions"
+FEEDBACK_ROUTE = f"{_OPENAI_PREFIX}/feedback"
 READY_ROUTE = "/v2/health/ready"
 # Enough of an error page to say what went wrong without flooding a terminal.
 _BODY_EXCERPT = 300
@@ -51,6 +52,15 @@ class ClientAnswer(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_ms: float = Field(default=0.0, description="request sent to last byte, client side")
+
+
+class ClientRating(BaseModel):
+    """A rating as the twin recorded it."""
+
+    id: str
+    answer_id: str
+    rating: str
+    comment: str | None = None
 
 
 class TwinClient:
@@ -120,6 +130,31 @@ class TwinClient:
             raise TwinClientError(f"the twin at {self.base_url} streamed no answer (no events)")
         whole = {**seen, "choices": [{**finish, "message": {"content": "".join(pieces)}}]}
         yield _answer_of(whole, started)
+
+    def rate(self, answer_id: str, rating: str, *, comment: str | None = None) -> ClientRating:
+        """Rate one of the twin's answers ``up`` or ``down`` by its id, with a comment."""
+        payload = {"answer_id": answer_id, "rating": rating, "comment": comment}
+        try:
+            response = self._http.post(FEEDBACK_ROUTE, json=payload)
+        except httpx.HTTPError as error:
+            raise TwinClientError(
+                f"the twin is not reachable at {self.base_url} ({root_cause(error)}); start it "
+                "with `twin serve up` or pass the right --url"
+            ) from error
+        if response.status_code >= 400:
+            raise TwinClientError(
+                f"the twin at {self.base_url} refused the rating (HTTP {response.status_code}): "
+                f"{_error_text(_json_or_text(response))}",
+                status=response.status_code,
+            )
+        try:
+            return ClientRating.model_validate(_json_of(response))
+        except ValidationError as error:
+            raise TwinClientError(
+                f"the twin's answer to a rating is not a receipt ({error.error_count()} "
+                f"problem(s)): {response.text[:_BODY_EXCERPT]}",
+                status=response.status_code,
+            ) from error
 
     def _payload(self, question: str, max_tokens: int | None, *, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {

@@ -16,6 +16,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -200,6 +201,54 @@ def _question(text: str, info: ValidationInfo) -> str:
     if not text.strip():
         raise PydanticCustomError("empty_question", "the question is empty")
     return text
+
+
+class RatingRequest(BaseModel):
+    """``POST /openai/v1/feedback``: a user's thumbs up or down on an answer, by its id."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    answer_id: str = Field(min_length=1, max_length=200)
+    rating: Literal["up", "down"]
+    comment: str | None = None
+
+    @field_validator("comment")
+    @classmethod
+    def _comment_within_limit(cls, comment: str | None, info: ValidationInfo) -> str | None:
+        if comment is None:
+            return None
+        limits = _limits(info)
+        if limits is not None and len(comment) > limits.feedback_max_comment_chars:
+            raise PydanticCustomError(
+                "comment_too_long",
+                "the comment has {chars} characters, over this server's limit of {limit} "
+                "(serving.feedback_max_comment_chars)",
+                {"chars": len(comment), "limit": limits.feedback_max_comment_chars},
+            )
+        return comment.strip() or None
+
+
+class RatingReceipt(BaseModel):
+    """What the feedback route answers: the rating as recorded."""
+
+    object: Literal["twin.feedback"] = "twin.feedback"
+    id: str
+    answer_id: str
+    rating: Literal["up", "down"]
+    comment: str | None
+    created: int
+
+
+class UnknownAnswerError(ServingError):
+    status = HTTPStatus.NOT_FOUND
+    type = "not_found_error"
+
+
+class FeedbackOffError(ServingError):
+    """This server records no answers, so none can be rated."""
+
+    status = HTTPStatus.CONFLICT
+    type = "invalid_request_error"
 
 
 R = TypeVar("R", bound=_GenerationRequest)
@@ -440,6 +489,8 @@ class OpenAIServable(Protocol):
         self, request: CompletionRequest, raw_request: Request | None = None
     ) -> BaseModel | AsyncIterator[str]: ...
 
+    async def rate(self, request: RatingRequest) -> RatingReceipt: ...
+
 
 def _respond(result: BaseModel | AsyncIterator[str]) -> Response:
     if isinstance(result, BaseModel):
@@ -479,7 +530,8 @@ def _too_large(size: int, limit: int) -> PayloadTooLargeError:
 
 
 def openai_router(model: OpenAIServable, serving: ServingSettings) -> APIRouter:
-    """``/openai/v1/{models,chat/completions,completions}`` answered by ``model``."""
+    """``/openai/v1/{models,chat/completions,completions}`` answered by ``model``, and
+    ``/openai/v1/feedback`` where users rate its answers by answer id."""
     router = APIRouter(prefix=f"{OPENAI_PREFIX}/v1")
     limit = body_limit(serving)
 
@@ -506,5 +558,17 @@ def openai_router(model: OpenAIServable, serving: ServingSettings) -> APIRouter:
     async def completions(raw_request: Request) -> Response:
         request = await parse(CompletionRequest, raw_request)
         return _respond(await model.create_completion(request, raw_request))
+
+    @router.post("/feedback", status_code=HTTPStatus.CREATED)
+    async def feedback(raw_request: Request) -> Response:
+        if not model.ready:
+            raise NotReadyError("the twin is not loaded yet (or is stopping); retry shortly")
+        body = await read_body(raw_request, limit)
+        try:
+            request = RatingRequest.model_validate_json(body, context=serving)
+        except ValidationError as error:
+            raise from_validation(error, what="rating") from error
+        receipt = await model.rate(request)
+        return JSONResponse(receipt.model_dump(mode="json"), status_code=HTTPStatus.CREATED)
 
     return router

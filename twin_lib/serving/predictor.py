@@ -27,6 +27,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin_lib.domain.chat import ChatMessage
+from twin_lib.registry.models import utc_now
 from twin_lib.serving import metrics
 from twin_lib.serving.contracts import AnswerDelta, GenerationParams, ServedModel, TwinAnswer
 from twin_lib.serving.errors import (
@@ -44,13 +45,17 @@ from twin_lib.serving.openai_api import (
     TEXT,
     ChatCompletionRequest,
     CompletionRequest,
+    FeedbackOffError,
     Framing,
     Question,
+    RatingReceipt,
+    RatingRequest,
+    UnknownAnswerError,
     completion_id,
     sse,
     sse_error,
 )
-from twin_lib.serving.recorder import AnswerRecorder
+from twin_lib.serving.recorder import AnswerRating, AnswerRecorder, RatingRecorder
 from twin_lib.serving.twin import Twin, build_twin, close_if_closable
 from twin_lib.settings import TwinSettings
 from twin_lib.steps.serving import resolve_served_model
@@ -91,6 +96,7 @@ class TwinModel(Model):
         self.generator_name = ""
         self.device = ""
         self.recorder: AnswerRecorder | None = None
+        self.ratings: RatingRecorder | None = None
         self._workers = self._worker_pool()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -104,13 +110,11 @@ class TwinModel(Model):
         self.twin = metrics.instrument(twin)
         self._workers = self._worker_pool()
         if self.serving.record_answers:
-            self.recorder = AnswerRecorder(
-                ObjectStore(self.settings.minio),
-                self.settings.minio.datasets_bucket,
-                served,
-                self.serving,
-            )
+            store, bucket = ObjectStore(self.settings.minio), self.settings.minio.datasets_bucket
+            self.recorder = AnswerRecorder(store, bucket, served, self.serving)
+            self.ratings = RatingRecorder(store, bucket, served, self.serving)
             self.recorder.start()
+            self.ratings.start()
         self.ready = True
         return self.ready
 
@@ -121,12 +125,16 @@ class TwinModel(Model):
         )
 
     def stop(self) -> None:
-        """Refuse new work, flush the recorded answers, release the model. Safe to repeat."""
+        """Refuse new work, flush the recorded answers and ratings, release the model. Safe to
+        repeat."""
         self.ready = False
         self._workers.shutdown(wait=False, cancel_futures=True)
         if self.recorder is not None:
             self.recorder.stop()
             self.recorder = None
+        if self.ratings is not None:
+            self.ratings.stop()
+            self.ratings = None
         if self.twin is not None:
             self.twin.close()
             self.twin = None
@@ -254,6 +262,52 @@ class TwinModel(Model):
             self.stream(messages, params),
             piece=lambda text, first: framing.piece(request_id, self.name, created, text, first),
             last=lambda answer: framing.last(answer, request_id, created),
+        )
+
+    async def rate(self, request: RatingRequest) -> RatingReceipt:
+        """Record a user's rating of one of the twin's answers, with a copy of the answer.
+
+        The answer is looked up in this process first, then among the recorded batches; an
+        id neither knows is refused (404), so a rating always refers to a real answer."""
+        self._twin()
+        recorder, ratings = self.recorder, self.ratings
+        if recorder is None or ratings is None:
+            raise FeedbackOffError(
+                "this server does not record its answers (serving.record_answers is false), "
+                "so they cannot be rated",
+                code="feedback_off",
+            )
+        answer = recorder.recent(request.answer_id) or await asyncio.to_thread(
+            recorder.find, request.answer_id
+        )
+        if answer is None:
+            raise UnknownAnswerError(
+                f"no answer {request.answer_id!r} was given by {self.served.name}: use the "
+                "answer id that `twin ask` printed or the completion's answer_id carried. An "
+                "answer just given by another replica is found once it is recorded (within "
+                f"serving.record_flush_s = {self.serving.record_flush_s:g} s): retry then",
+                param="answer_id",
+                code="answer_not_found",
+            )
+        rating = AnswerRating(
+            id=f"rating-{uuid.uuid4().hex}",
+            answer_id=answer.id,
+            rating=request.rating,
+            comment=request.comment,
+            created=utc_now(),
+            answer=answer,
+        )
+        ratings.add(rating)
+        log.info(
+            "answer rated",
+            extra={"answer_id": answer.id, "rating": rating.rating, "rating_id": rating.id},
+        )
+        return RatingReceipt(
+            id=rating.id,
+            answer_id=rating.answer_id,
+            rating=rating.rating,
+            comment=rating.comment,
+            created=int(rating.created.timestamp()),
         )
 
     # --- KServe v1 / v2 ---------------------------------------------------------------------

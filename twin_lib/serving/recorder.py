@@ -4,6 +4,10 @@ Answers are written in batches of JSON lines by a background thread, never on th
 path: a slow or unreachable MinIO costs the client nothing. A failed write keeps its batch
 for the next attempt, so no answer is lost while the process lives; only when storage stays
 down long enough to fill ``record_max_pending`` are the oldest answers dropped, loudly.
+
+Users' ratings of answers are recorded the same way under ``serving.feedback_prefix``. Each
+rating carries a copy of the answer it rates, so it stays joinable to it by answer id even
+when the answer's own batch is not written yet, or never is (dropped, or the process died).
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime
+from typing import ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from twin_lib.serving import metrics
 from twin_lib.serving.contracts import ServedModel, TwinAnswer
@@ -53,7 +58,21 @@ class AnswerRecord(BaseModel):
         )
 
 
-def batch_key(prefix: str, model: ServedModel, first: AnswerRecord) -> str:
+class AnswerRating(BaseModel):
+    """One user's thumbs up or down on one answer, with the answer it rates."""
+
+    id: str
+    answer_id: str
+    rating: Literal["up", "down"]
+    comment: str | None = None
+    created: datetime
+    answer: AnswerRecord = Field(description="a copy: the rating never depends on its batch")
+
+
+Record = TypeVar("Record", AnswerRecord, AnswerRating)
+
+
+def batch_key(prefix: str, model: ServedModel, first: AnswerRecord | AnswerRating) -> str:
     """``{prefix}/{name}/{version}/{date}/{time}-{first id}.jsonl``: sortable by time, unique
     by the first answer's id, grouped so one version's answers are one listing."""
     stamp = first.created
@@ -63,8 +82,10 @@ def batch_key(prefix: str, model: ServedModel, first: AnswerRecord) -> str:
     )
 
 
-class AnswerRecorder:
-    """Queues answers and writes them to ``bucket`` in batches from one background thread."""
+class BatchRecorder(Generic[Record]):
+    """Queues records and writes them to ``bucket`` in batches from one background thread."""
+
+    what: ClassVar[str] = "records"
 
     def __init__(
         self,
@@ -72,15 +93,17 @@ class AnswerRecorder:
         bucket: str,
         model: ServedModel,
         serving: ServingSettings,
+        *,
+        prefix: str,
     ) -> None:
         self._store = store
         self._bucket = bucket
         self._model = model
-        self._prefix = serving.answers_prefix
+        self._prefix = prefix
         self._batch_size = serving.record_batch_size
         self._flush_s = serving.record_flush_s
         self._max_pending = serving.record_max_pending
-        self._pending: deque[AnswerRecord] = deque()
+        self._pending: deque[Record] = deque()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -94,17 +117,19 @@ class AnswerRecorder:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="answer-recorder", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"{self.what}-recorder", daemon=True
+            )
             self._thread.start()
 
-    def record(self, answer: TwinAnswer) -> None:
-        """Queue one answer; wakes the writer when a batch is full. Never blocks on I/O."""
+    def add(self, record: Record) -> None:
+        """Queue one record; wakes the writer when a batch is full. Never blocks on I/O."""
         with self._lock:
             if len(self._pending) >= self._max_pending:
                 dropped = self._pending.popleft()
-                metrics.ANSWERS_DROPPED.inc()
+                self._dropped()
                 log.error(
-                    "answer queue full: dropped the oldest unrecorded answer; "
+                    f"{self.what} queue full: dropped the oldest unrecorded one; "
                     "check that MinIO is reachable and the bucket exists",
                     extra={
                         "dropped_id": dropped.id,
@@ -112,10 +137,16 @@ class AnswerRecorder:
                         "bucket": self._bucket,
                     },
                 )
-            self._pending.append(AnswerRecord.of(answer))
+            self._pending.append(record)
             full = len(self._pending) >= self._batch_size
         if full:
             self._wake.set()
+
+    def _dropped(self) -> None:
+        """Counts a record dropped from a full queue (answers have a metric of their own)."""
+
+    def _recorded(self, count: int) -> None:
+        """Counts written records (answers have a metric of their own)."""
 
     def flush(self, *, full_only: bool = False) -> int:
         """Write pending answers now (only whole batches if ``full_only``); returns how many
@@ -136,7 +167,7 @@ class AnswerRecorder:
                         self._pending.popleft()
                 written += len(batch)
 
-    def _write(self, batch: list[AnswerRecord]) -> bool:
+    def _write(self, batch: list[Record]) -> bool:
         key = batch_key(self._prefix, self._model, batch[0])
         body = "".join(json.dumps(record.model_dump(mode="json")) + "\n" for record in batch)
         try:
@@ -146,19 +177,20 @@ class AnswerRecorder:
         except Exception as error:
             metrics.ERRORS.labels(kind="record_flush").inc()
             log.error(
-                "could not record answers; keeping them for the next attempt",
+                f"could not record {self.what}; keeping them for the next attempt",
                 extra={
                     "bucket": self._bucket,
                     "key": key,
-                    "answers": len(batch),
+                    self.what: len(batch),
                     "pending": self.pending,
                     "error": root_cause(error),
                 },
             )
             return False
-        metrics.ANSWERS_RECORDED.inc(len(batch))
+        self._recorded(len(batch))
         log.info(
-            "recorded answers", extra={"bucket": self._bucket, "key": key, "answers": len(batch)}
+            f"recorded {self.what}",
+            extra={"bucket": self._bucket, "key": key, self.what: len(batch)},
         )
         return True
 
@@ -179,6 +211,97 @@ class AnswerRecorder:
         left = self.pending
         if left:
             log.error(
-                "stopping with unrecorded answers: they are lost with this process",
-                extra={"bucket": self._bucket, "answers": left},
+                f"stopping with unrecorded {self.what}: they are lost with this process",
+                extra={"bucket": self._bucket, self.what: left},
             )
+
+
+class AnswerRecorder(BatchRecorder[AnswerRecord]):
+    """Records answers, and finds one by id for a rating: among the last
+    ``serving.feedback_memory`` answers in memory, else among the recorded batches of the
+    served model (each batch read once per process)."""
+
+    what = "answers"
+
+    def __init__(
+        self, store: ObjectStore, bucket: str, model: ServedModel, serving: ServingSettings
+    ) -> None:
+        super().__init__(store, bucket, model, serving, prefix=serving.answers_prefix)
+        self._memory = serving.feedback_memory
+        self._recent: OrderedDict[str, AnswerRecord] = OrderedDict()
+        self._scan_lock = threading.Lock()
+        self._scanned: set[str] = set()
+        self._forgot = False
+
+    def record(self, answer: TwinAnswer) -> None:
+        record = AnswerRecord.of(answer)
+        with self._lock:
+            self._remember(record)
+        self.add(record)
+
+    def _remember(self, record: AnswerRecord) -> None:
+        """Called with ``_lock`` held."""
+        if self._memory:
+            self._recent[record.id] = record
+            self._recent.move_to_end(record.id)
+            while len(self._recent) > self._memory:
+                self._recent.popitem(last=False)
+                self._forgot = True  # batches read before may hold it: read them again
+
+    def _dropped(self) -> None:
+        metrics.ANSWERS_DROPPED.inc()
+
+    def _recorded(self, count: int) -> None:
+        metrics.ANSWERS_RECORDED.inc(count)
+
+    def recent(self, answer_id: str) -> AnswerRecord | None:
+        """The answer if this process still holds it (queued or remembered); no I/O."""
+        with self._lock:
+            found = self._recent.get(answer_id)
+            if found is None:
+                found = next((r for r in self._pending if r.id == answer_id), None)
+            return found
+
+    def find(self, answer_id: str) -> AnswerRecord | None:
+        """The answer from memory, else from the model's recorded batches, newest first.
+        Blocking: call it off the event loop."""
+        found = self.recent(answer_id)
+        if found is not None:
+            return found
+        prefix = f"{self._prefix.strip('/')}/{self._model.name}/"
+        with self._scan_lock:
+            if self._forgot:
+                self._forgot = False
+                self._scanned.clear()
+            keys = sorted(
+                (info.key for info in self._store.list(self._bucket, prefix)),
+                key=lambda key: key.split("/")[-2:],
+                reverse=True,
+            )
+            for key in keys:
+                if key in self._scanned:
+                    continue
+                records = [
+                    AnswerRecord.model_validate_json(line)
+                    for line in self._store.get_bytes(self._bucket, key).splitlines()
+                    if line.strip()
+                ]
+                self._scanned.add(key)
+                with self._lock:
+                    for record in records:
+                        self._remember(record)
+                match = next((r for r in records if r.id == answer_id), None)
+                if match is not None:
+                    return match
+        return self.recent(answer_id)
+
+
+class RatingRecorder(BatchRecorder[AnswerRating]):
+    """Records users' ratings under ``serving.feedback_prefix``."""
+
+    what = "ratings"
+
+    def __init__(
+        self, store: ObjectStore, bucket: str, model: ServedModel, serving: ServingSettings
+    ) -> None:
+        super().__init__(store, bucket, model, serving, prefix=serving.feedback_prefix)

@@ -3,7 +3,9 @@
 ``build_instruction_dataset`` reads one author's chunks, generates examples (offline, or
 with an LLM endpoint), removes duplicates, splits by document, validates with the dataset
 suite and publishes a snapshot. ``build_preference_dataset`` extends an instruction
-snapshot with the base model's answers as the rejected side. Every drop is quarantined with
+snapshot with the base model's answers as the rejected side and, when
+``datasets.feedback_pairs_key`` is set, reviewers' corrections of served answers (chosen)
+over the answers the twin gave (rejected), in the train split. Every drop is quarantined with
 its reason: duplicates with the id of the example kept, generation failures with the raw
 reply, validation failures with the expectations they broke. Quarantines and the report are
 written before the gate, so a failed run still shows why.
@@ -18,7 +20,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from twin_lib.datasets.dedup import DedupParams, Dropped, deduplicate
-from twin_lib.datasets.examples import feature_versions, features_hash, source_chunks
+from twin_lib.datasets.examples import (
+    feature_versions,
+    features_hash,
+    source_chunks,
+    system_turn,
+)
+from twin_lib.datasets.feedback import feedback_examples
 from twin_lib.datasets.llm import GenerationFailure, llm_examples
 from twin_lib.datasets.offline import offline_examples
 from twin_lib.datasets.preference import preference_examples, prompts
@@ -29,6 +37,7 @@ from twin_lib.domain.datasets import (
     SPLITS,
     DatasetSummary,
     InstructionExample,
+    PreferenceExample,
     SourceChunk,
     Split,
     TokenUsage,
@@ -44,6 +53,7 @@ from twin_lib.steps.dataset_store import (
     read_dataset_lineage,
     read_manifest,
 )
+from twin_lib.steps.feedback import read_feedback_pairs
 from twin_lib.storage import StorageError, VectorStore, chunk_collection_schema
 
 __all__ = [
@@ -211,7 +221,9 @@ def build_preference_dataset(
     """An instruction snapshot + the base model's answers -> ``preference/<id>/``.
 
     The responder is ``datasets.responder``: the local model in ``base_model`` by default,
-    or an OpenAI-compatible endpoint serving the base model. Splits are inherited.
+    or an OpenAI-compatible endpoint serving the base model. Splits are inherited; feedback
+    pairs (``datasets.feedback_pairs_key``) go to the train split, their document id and
+    source ``answer:<answer id>``, so the manifest lists the answers they came from.
     """
     source = read_manifest(minio, "instruction", instruction_snapshot_id)
     local = download_dataset(minio, "instruction", instruction_snapshot_id, output_dir / "source")
@@ -224,9 +236,20 @@ def build_preference_dataset(
     logger.info("asking the base model", extra={"prompts": len(rows), "responder": responder.name})
     rejected = responder.respond(prompts([e for e, _ in rows]))
     pairs = preference_examples([e for e, _ in rows], rejected, responder=responder.name)
+    published: list[tuple[PreferenceExample, Split]] = [
+        (pair, split) for pair, (_, split) in zip(pairs, rows, strict=True)
+    ]
+    if datasets.feedback_pairs_key:
+        corrections = read_feedback_pairs(minio, datasets.feedback_pairs_key)
+        system = system_turn(datasets.system_prompt, source.author)
+        published += [(pair, "train") for pair in feedback_examples(corrections, system)]
+        logger.info(
+            "feedback pairs added",
+            extra={"pairs": len(corrections), "key": datasets.feedback_pairs_key},
+        )
     return validate_and_publish(
         "preference",
-        [(pair, split) for pair, (_, split) in zip(pairs, rows, strict=True)],
+        published,
         origin=Origin(
             **source.model_dump(include=INHERITED),
             source_snapshot=source.snapshot_id,
