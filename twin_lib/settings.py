@@ -45,6 +45,11 @@ class CrawlSettings(BaseModel):
     rate_limit_per_host_s: float = Field(
         default=1.0, ge=0, description="minimum seconds between two requests to one host"
     )
+    max_crawl_delay_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="longest robots.txt Crawl-delay honoured between two requests to one host",
+    )
     respect_robots_txt: bool = True
     allow_private_addresses: bool = Field(
         default=False,

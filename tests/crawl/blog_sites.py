@@ -92,6 +92,7 @@ PROFILE_POSTS = ("/@ada/first-post", "/@ada/second-post")
 def site_pages(base: str) -> dict[str, str]:
     """Path -> HTML or XML; ``{base}`` stands for the server's own address."""
     pages = {
+        "/robots.txt": ROBOTS.format(base=base),
         "/": listing(
             "Ada's blog",
             (*BLOG_POSTS, "/tag/light", "/about"),
@@ -157,13 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet."""
 
     def do_GET(self) -> None:
-        base = f"http://{self.headers['Host']}"
-        body_text = (
-            ROBOTS.format(base=base)
-            if self.path == "/robots.txt"
-            else self.site.pages.get(self.path)
-        )
-        status, headers, body = self._answer(body_text)
+        status, headers, body = self._answer(self.site.pages.get(self.path))
         with self.lock:
             self.site.hits[(self.path, status)] += 1
             self.site.times.append(time.monotonic())

@@ -122,6 +122,13 @@ def test_the_per_host_delay_spaces_discovery_requests(blog, crawl_settings):
     assert len(gaps) >= 3 and min(gaps) >= 0.19
 
 
+def test_a_robots_crawl_delay_longer_than_the_per_host_delay_is_honoured(blog, crawl_settings):
+    blog.pages["/robots.txt"] += "Crawl-delay: 0.3\n"
+    crawl(blog, "/@ada", crawl_settings)  # the per-host delay is 0 here
+    gaps = [later - earlier for earlier, later in zip(blog.times, blog.times[1:], strict=False)]
+    assert len(gaps) >= 3 and min(gaps[1:]) >= 0.29  # after robots.txt has been read
+
+
 def test_a_syndicated_article_is_one_document_with_both_urls(blog, crawl_settings):
     with blog_site() as mirror:
         mirror.pages["/mirror/one"] = blog.pages["/posts/one"]

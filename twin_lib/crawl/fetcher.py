@@ -1,10 +1,11 @@
 """A polite, bounded HTTP fetcher shared by the article and feed crawlers.
 
 Politeness: robots.txt (with wildcards, via protego), one request per host per
-``rate_limit_per_host_s``, the server's ``Retry-After``, an honest user agent. Safety:
-every hop of a redirect chain is checked by ``safety.check_url`` and connected to only at
-the addresses that passed the check (``network``); a whole fetch, retries included, ends
-by ``fetch_deadline_s``; responses are streamed and cut at ``max_response_bytes``.
+``rate_limit_per_host_s`` or the robots.txt ``Crawl-delay`` if longer, the server's
+``Retry-After``, an honest user agent. Safety: every hop of a redirect chain is checked by
+``safety.check_url`` and connected to only at the addresses that passed the check
+(``network``); a whole fetch, retries included, ends by ``fetch_deadline_s``; responses
+are streamed and cut at ``max_response_bytes``.
 Refresh: a page fetched before is asked for with its validators (``If-None-Match``,
 ``If-Modified-Since``); a 304 answer costs no body and says the previous result still holds.
 """
@@ -89,6 +90,7 @@ class PoliteFetcher:
         )
         self._robots: dict[str, Protego | None] = {}
         self._last_request: dict[str, float] = {}
+        self._capped: set[str] = set()
 
     def __enter__(self) -> PoliteFetcher:
         return self
@@ -212,11 +214,28 @@ class PoliteFetcher:
             )
         return _RetryableError(f"HTTP {response.status_code}", retry_after=asked)
 
+    def _host_delay(self, url: str) -> float:
+        """The per-host delay, or the robots.txt ``Crawl-delay`` if longer (up to its cap)."""
+        parts = urlsplit(url)
+        rules = self._robots.get(f"{parts.scheme}://{parts.netloc}")
+        asked = rules.crawl_delay(self._settings.user_agent) if rules is not None else None
+        if asked and asked > self._settings.max_crawl_delay_s and parts.netloc not in self._capped:
+            self._capped.add(parts.netloc)
+            logger.warning(
+                "%s asks for %.0fs between requests; waiting %.0fs "
+                "(features.crawl.max_crawl_delay_s)",
+                parts.netloc,
+                asked,
+                self._settings.max_crawl_delay_s,
+            )
+        honoured = min(asked or 0.0, self._settings.max_crawl_delay_s)
+        return max(self._settings.rate_limit_per_host_s, honoured)
+
     def _wait_for_host(self, url: str) -> None:
         host = urlsplit(url).netloc
         last = self._last_request.get(host)
         if last is not None:
-            wait = self._settings.rate_limit_per_host_s - (time.monotonic() - last)
+            wait = self._host_delay(url) - (time.monotonic() - last)
             if wait > 0:
                 time.sleep(wait)
         self._last_request[host] = time.monotonic()

@@ -73,6 +73,7 @@ _POLITENESS = frozenset(
         "retry_backoff_s",
         "max_retry_after_s",
         "rate_limit_per_host_s",
+        "max_crawl_delay_s",
         "git_timeout_s",
         "conditional_fetching",
     }
