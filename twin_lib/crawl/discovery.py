@@ -69,6 +69,9 @@ class Scope:
     host: str
     prefix: str
 
+    def __str__(self) -> str:
+        return f"{self.host}{self.prefix}"
+
     def why_outside(self, url: str) -> str | None:
         parts = urlsplit(url)
         if parts.netloc.lower() != self.host:

@@ -68,7 +68,7 @@ class SiteCrawl:
         if discover and self._profile_feed():
             return self._finish()
         if names_sitemap(self.source):
-            self._take_all("sitemap", self._sitemap_pages([self.source]), scope=None)
+            self._take_all("sitemap", self._sitemap_pages([self.source], scope=None), scope=None)
             return self._finish()
         result = self._get(self.source)
         if isinstance(result, PageState):
@@ -108,8 +108,14 @@ class SiteCrawl:
         self._take_all(method, links, scope)
         return True
 
-    def _discovery_file(self, url: str, kind: PageKind) -> list[str] | None:
-        """The links a feed or sitemap lists, or None (noted in ``tried``) if unreadable."""
+    def _discovery_file(
+        self, url: str, kind: PageKind, scope: Scope | None = None
+    ) -> list[str] | None:
+        """The links a feed or sitemap lists, or None (noted in ``tried``) if unreadable.
+
+        A sitemap's pages outside ``scope`` are counted in a note, not listed one by one: a
+        large site's sitemap would otherwise fill the report and the crawl state.
+        """
         try:
             result = self._get(url)
         except CrawlError as exc:
@@ -125,8 +131,17 @@ class SiteCrawl:
             except (OSError, ValueError) as exc:
                 self.tried.append(f"sitemap {url}: unreadable ({exc})")
                 return None
-            self._remember(url, result, kind, links=sitemap.pages, children=sitemap.sitemaps)
-            return sitemap.pages
+            pages = sitemap.pages
+            if scope is not None:
+                pages = [page for page in pages if scope.why_outside(page) is None]
+                if len(pages) < len(sitemap.pages):
+                    outside = len(sitemap.pages) - len(pages)
+                    self.tried.append(
+                        f"sitemap {url}: {outside} of {len(sitemap.pages)} pages outside "
+                        f"{scope}, not taken"
+                    )
+            self._remember(url, result, kind, links=pages, children=sitemap.sitemaps)
+            return pages
         else:
             self.tried.append(f"{kind} {url}: not a {kind} ({result.content_type})")
             return None
@@ -162,16 +177,14 @@ class SiteCrawl:
             return
         parts = urlsplit(index)
         default = f"{parts.scheme}://{parts.netloc}/sitemap.xml"
-        pages = self._sitemap_pages(self.context.fetcher.sitemaps(index) or [default])
-        if any(scope.why_outside(page) is None for page in pages):
+        pages = self._sitemap_pages(self.context.fetcher.sitemaps(index) or [default], scope)
+        if pages:
             self._take_all("sitemap", [p for p in pages if p != index], scope)
             return
-        if pages:
-            self.tried.append(f"sitemap: {len(pages)} pages, none under {scope.prefix}")
         self._follow_links(index, links, scope)
 
-    def _sitemap_pages(self, sitemaps: list[str]) -> list[str]:
-        """Pages these sitemaps list, the sitemaps of sitemap indexes followed."""
+    def _sitemap_pages(self, sitemaps: list[str], scope: Scope | None) -> list[str]:
+        """Pages these sitemaps list in scope, the sitemaps of sitemap indexes followed."""
         queue = deque(sitemaps)
         seen: set[str] = set()
         pages: list[str] = []
@@ -180,7 +193,7 @@ class SiteCrawl:
             if sitemap in seen:
                 continue
             seen.add(sitemap)
-            listed = self._discovery_file(sitemap, "sitemap")
+            listed = self._discovery_file(sitemap, "sitemap", scope)
             if listed is not None:
                 pages.extend(listed)
                 queue.extend(self.state.pages[sitemap].children)
