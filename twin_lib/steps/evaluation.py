@@ -122,15 +122,20 @@ def _evaluation_settings(settings: TwinSettings, model: ModelVersion) -> TwinSet
     return settings.model_copy(update={"serving": serving})
 
 
-def _instruction_splits(
-    settings: TwinSettings, model: ModelVersion, workdir: Path
-) -> dict[str, list[InstructionExample]]:
+def _instruction_snapshot(model: ModelVersion) -> str:
     snapshot = model.dataset_snapshots.get("instruction")
     if snapshot is None:
         raise ValueError(
             f"{model.name} {model.version} records no instruction dataset, so it has no "
             "held-out text to be evaluated on; evaluate a version the training pipeline made"
         )
+    return snapshot
+
+
+def _instruction_splits(
+    settings: TwinSettings, model: ModelVersion, workdir: Path
+) -> dict[str, list[InstructionExample]]:
+    snapshot = _instruction_snapshot(model)
     files = download_dataset(settings.minio, "instruction", snapshot, workdir)
     splits = {
         split: table_to_examples(pq.read_table(path), InstructionExample)
@@ -332,6 +337,7 @@ def evaluate_version(
     model = registry.get(
         name or settings.serving.model_name or settings.registry.default_model, version
     )
+    _instruction_snapshot(model)  # refused before anything is read or loaded
     settings = _evaluation_settings(settings, model)
     served = resolve_served_model(settings)
     collection = read_collection_texts(settings, served.collection, served.author)
