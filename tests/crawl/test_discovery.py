@@ -71,12 +71,13 @@ def test_an_index_without_feed_or_sitemap_is_followed_by_its_links(blog, crawl_s
     assert left_out(report, blog) == {
         "/manual/parts": "a listing page (mostly links)",
         "/manual/tags/water": "tag or category listing (features.crawl.excluded_pages)",
-        "/login": "outside /manual/",
-        "/": "outside /manual/",
     }
     expansion = report.expansions[blog.base + "/manual/"]
     assert expansion.method == "links"
     assert any("7 of 7 pages outside" in note for note in expansion.tried)
+    host = blog.base.removeprefix("http://")
+    assert f"2 links outside {host}/manual/ not followed" in expansion.tried  # / and /login
+    assert not blog.fetched("/login")
     assert not blog.fetched("/manual/ch5")  # three hops away, beyond max_link_depth=2
 
 

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,10 +99,9 @@ def print_expansion(expansion: SourceExpansion) -> None:
     """How a web address became pages: found, taken, and each reason pages were left out."""
     console.print(
         f"[bold]{literal(expansion.source)}[/] via {expansion.method}: {expansion.found} pages "
-        f"found, {expansion.taken} taken, {len(expansion.left_out)} left out"
+        f"found, {expansion.taken} taken, {sum(expansion.left_out_counts.values())} left out"
     )
-    reasons = Counter(item.reason for item in expansion.left_out)
-    for reason, count in reasons.most_common():
+    for reason, count in expansion.left_out_counts.items():
         example = next(item.url for item in expansion.left_out if item.reason == reason)
         console.print(f"  {count} left out: {literal(reason)} (e.g. {literal(example)})")
     for note in expansion.tried:

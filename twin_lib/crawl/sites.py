@@ -17,6 +17,8 @@ import logging
 from collections import deque
 from urllib.parse import urlsplit
 
+from lxml.html import HtmlElement
+
 from twin_lib.crawl.articles import article_from_page, is_feed
 from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome, Expansion
 from twin_lib.crawl.discovery import (
@@ -62,6 +64,7 @@ class SiteCrawl:
         self.limit = self.settings.max_pages
         self.tried: list[str] = []
         self.requests = 0
+        self.outside: set[str] = set()
 
     def run(self) -> CrawlOutcome:
         discover = self.settings.discover_sites and looks_like_index(self.source)
@@ -151,7 +154,7 @@ class SiteCrawl:
     def _expand_index(self, page: FetchedPage) -> None:
         tree = parse_html(decode_html(page.body, page.charset))
         feeds = feed_links(tree, page.url) if tree is not None else []
-        links = page_links(tree, page.url) if tree is not None else []
+        links = self._links_in(tree, page.url, scope_of(page.url, self.settings))
         self._remember(self.source, page, "index", links=links, children=feeds)
         self._expand(page.url, feeds, links)
         if not self.outcome.documents and not self.outcome.failures:
@@ -223,12 +226,14 @@ class SiteCrawl:
                 expansion.left_out.append((url, reason))
                 continue
             fetched += 1
-            found = self._visit(url, expansion)
+            found = self._visit(url, expansion, follow=scope)
             if depth < self.settings.max_link_depth:
                 frontier.extend((link, depth + 1) for link in found)
+        if self.outside:
+            self.tried.append(f"{len(self.outside)} links outside {scope} not followed")
 
-    def _visit(self, url: str, expansion: Expansion) -> list[str]:
-        """Take one linked page if it is writing; return the links it lists."""
+    def _visit(self, url: str, expansion: Expansion, follow: Scope | None = None) -> list[str]:
+        """Take one linked page if it is writing; return its links in ``follow`` (if given)."""
         try:
             result = self._get(url)
         except CrawlError as exc:
@@ -242,7 +247,7 @@ class SiteCrawl:
                 expansion.left_out.append((url, "a listing page (mostly links)"))
             return result.links
         tree = parse_html(decode_html(result.body, result.charset))
-        links = page_links(tree, result.url) if tree is not None else []
+        links = self._links_in(tree, result.url, follow) if follow else []
         if tree is None or is_listing(tree):
             self._remember(url, result, "listing", links=links)
             expansion.left_out.append((url, "a listing page (mostly links)"))
@@ -256,6 +261,13 @@ class SiteCrawl:
         self._remember(url, result, "article", links=links, documents=[document.document_id])
         expansion.taken += 1
         return links
+
+    def _links_in(self, tree: HtmlElement | None, base: str, scope: Scope) -> list[str]:
+        """The page's links in scope; the others are only counted (state and report stay small)."""
+        links = page_links(tree, base) if tree is not None else []
+        inside = [link for link in links if scope.why_outside(link) is None]
+        self.outside.update(link for link in links if scope.why_outside(link) is not None)
+        return inside
 
     # -- taking pages --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ pipeline pod, asks only for what changed and takes the rest from that snapshot.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from twin_lib.storage.snapshots import snapshot_id
 logger = logging.getLogger(__name__)
 
 RAW_DATASET = "raw-documents"
+EXAMPLES_PER_REASON = 20
 
 
 class LeftOut(BaseModel):
@@ -40,23 +42,36 @@ class LeftOut(BaseModel):
 
 
 class SourceExpansion(BaseModel):
-    """How one web source became pages (see ``twin_lib.crawl.context.Expansion``)."""
+    """How one web source became pages (see ``twin_lib.crawl.context.Expansion``).
+
+    ``left_out_counts`` counts every page left out, by reason; ``left_out`` names the first
+    ``EXAMPLES_PER_REASON`` of each, so a site of thousands of pages keeps a small report.
+    """
 
     source: str
     method: str
     found: int
     taken: int
+    left_out_counts: dict[str, int]
     left_out: list[LeftOut]
     tried: list[str]
 
     @classmethod
     def of(cls, source: str, expansion: Expansion) -> SourceExpansion:
+        counts = Counter(reason for _, reason in expansion.left_out)
+        shown: Counter[str] = Counter()
+        examples = []
+        for url, reason in expansion.left_out:
+            shown[reason] += 1
+            if shown[reason] <= EXAMPLES_PER_REASON:
+                examples.append(LeftOut(url=url, reason=reason))
         return cls(
             source=source,
             method=expansion.method,
             found=expansion.found,
             taken=expansion.taken,
-            left_out=[LeftOut(url=url, reason=reason) for url, reason in expansion.left_out],
+            left_out_counts=dict(counts.most_common()),
+            left_out=examples,
             tried=expansion.tried,
         )
 
