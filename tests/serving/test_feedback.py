@@ -28,6 +28,7 @@ from tests.support.isolated import free_port
 from tests.support.serving_data import ServedSetup
 from twin_lib.cli import app
 from twin_lib.datasets.feedback import answer_source
+from twin_lib.promotion.feedback import NO_ANSWER
 from twin_lib.registry.store import ModelRegistry
 from twin_lib.serving.client import TwinClient, TwinClientError
 from twin_lib.serving.predictor import TwinModel
@@ -221,6 +222,9 @@ def test_feedback_round_trip_from_a_rating_to_a_preference_pair(
         "rate", answer_id, "down", "--comment", "not the author's voice", "--url", served.url
     )
     assert code == 0, output
+    blank = _ask(served, question)  # greedy: only newlines, a field Argilla would refuse empty
+    with TwinClient(served.url) as client:
+        client.rate(blank, "down", comment="says nothing")
     served.flush()
 
     pushed = push_feedback(settings)
@@ -230,7 +234,9 @@ def test_feedback_round_trip_from_a_rating_to_a_preference_pair(
     client = rg.Argilla(api_url=argilla.url, api_key=argilla.api_key.get_secret_value())
     dataset = client.datasets(name=argilla.feedback_dataset, workspace=argilla.workspace)
     assert dataset is not None
-    (record,) = [r for r in dataset.records(with_suggestions=True) if r.id == answer_id]
+    records = {r.id: r for r in dataset.records(with_suggestions=True)}
+    assert records[blank].fields["answer"] == NO_ANSWER
+    record = records[answer_id]
     assert record.fields["answer"] == answer.answer
     assert "not the author's voice" in record.fields["feedback"]
     correction = "Kites need a steady wind, the author wrote, and patience more than string."

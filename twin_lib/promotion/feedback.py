@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 CORRECTION = "correction"
 SERVED_ANSWER_AGENT = "served-answer"
 THUMB = {"up": "👍 up", "down": "👎 down"}
+# Argilla refuses an empty field; a blank answer is shown as this (and rated as it was).
+NO_ANSWER = "(the twin wrote nothing)"
 
 GUIDELINES = """\
 Users of the twin rated these answers. For each: read the question, the twin's answer and
@@ -124,14 +126,13 @@ class ArgillaFeedback:
         import argilla as rg
 
         answer = rated.answer
+        shown = answer.answer if answer.answer.strip() else NO_ANSWER
         return rg.Record(
             id=answer.id,
-            fields={"question": answer.question, "answer": answer.answer, "feedback": _said(rated)},
+            fields={"question": answer.question, "answer": shown, "feedback": _said(rated)},
             metadata={"rating": rated.ratings[-1].rating, "model_version": answer.model_version},
             suggestions=[
-                rg.Suggestion(
-                    question_name=CORRECTION, value=answer.answer, agent=SERVED_ANSWER_AGENT
-                )
+                rg.Suggestion(question_name=CORRECTION, value=shown, agent=SERVED_ANSWER_AGENT)
             ],
         )
 

@@ -51,13 +51,22 @@ def _limits(info: ValidationInfo) -> ServingSettings | None:
     return info.context if isinstance(info.context, ServingSettings) else None
 
 
+def too_long(code: str, what: str, chars: int, limit: int, setting: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        code,
+        f"{what} has {{chars}} characters, over this server's limit of {{limit}} ({setting})",
+        {"chars": chars, "limit": limit},
+    )
+
+
 def check_prompt(text_lengths: Sequence[int], limits: ServingSettings | None) -> None:
     if limits is not None and sum(text_lengths) > limits.max_prompt_chars:
-        raise PydanticCustomError(
+        raise too_long(
             "prompt_too_long",
-            "the prompt has {chars} characters, over this server's limit of {limit} "
-            "(serving.max_prompt_chars)",
-            {"chars": sum(text_lengths), "limit": limits.max_prompt_chars},
+            "the prompt",
+            sum(text_lengths),
+            limits.max_prompt_chars,
+            "serving.max_prompt_chars",
         )
 
 
@@ -219,11 +228,12 @@ class RatingRequest(BaseModel):
             return None
         limits = _limits(info)
         if limits is not None and len(comment) > limits.feedback_max_comment_chars:
-            raise PydanticCustomError(
+            raise too_long(
                 "comment_too_long",
-                "the comment has {chars} characters, over this server's limit of {limit} "
-                "(serving.feedback_max_comment_chars)",
-                {"chars": len(comment), "limit": limits.feedback_max_comment_chars},
+                "the comment",
+                len(comment),
+                limits.feedback_max_comment_chars,
+                "serving.feedback_max_comment_chars",
             )
         return comment.strip() or None
 

@@ -84,7 +84,9 @@ def push_feedback(settings: TwinSettings, name: str | None = None) -> FeedbackPu
 
 
 def collect_feedback(settings: TwinSettings, name: str | None = None) -> FeedbackCollection:
-    """Write the model's corrections as preference pairs, with lineage to each answer."""
+    """Write the model's corrections as preference pairs, with lineage to each answer; the
+    question and answer come from the recorded rating (exactly what was served) when there
+    is one."""
     model = _model_name(settings, name)
     rated = {r.answer.id: r for r in rated_answers(read_ratings(settings, model))}
     pairs = []
@@ -94,7 +96,9 @@ def collect_feedback(settings: TwinSettings, name: str | None = None) -> Feedbac
         found = rated.get(correction.answer_id)
         pairs.append(
             FeedbackPair(
-                **correction.model_dump(include={"answer_id", "question", "answer"}),
+                answer_id=correction.answer_id,
+                question=found.answer.question if found else correction.question,
+                answer=found.answer.answer if found else correction.answer,
                 correction=correction.correction,
                 reviewer=correction.reviewer,
                 model_version=correction.model_version,
