@@ -6,6 +6,7 @@ cloned every repository again and read every file again.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -145,6 +146,7 @@ def test_a_folder_rereads_only_files_whose_size_or_time_changed(tmp_path, crawl_
     folder.mkdir()
     for name in ("tides.md", "boats.md", "gulls.md"):
         (folder / name).write_text(f"# {name}\n\nA note on {name[:-3]} and the harbour.\n")
+        os.utime(folder / name, (1_700_000_000, 1_700_000_000))  # written long before
     first = run([str(folder)], crawl_settings, crawled_at=FIRST)
     (folder / "boats.md").write_text("# boats\n\nThe boats are painted blue this year.\n")
     second = run([str(folder)], crawl_settings, crawled_at=LATER, previous=previous_of(first))
@@ -170,3 +172,19 @@ def test_an_unchanged_index_behind_a_redirect_keeps_its_scope(blog, crawl_settin
     second = run([blog.base + "/old-manual/"], crawl_settings, previous=previous_of(first))
     assert blog.count(304, ("/manual/",)) == 1
     assert second.reused == 4 and len(second.documents) == 4
+
+
+def test_a_file_edited_in_the_same_clock_tick_as_its_last_read_is_read_again(
+    tmp_path, crawl_settings
+):
+    """Same size, same mtime, new text: trusted unchanged only if it was old when read."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    note = folder / "tide.md"
+    note.write_text("# Tide\n\nHigh water at six.\n")
+    before = note.stat()
+    first = run([str(folder)], crawl_settings)
+    note.write_text("# Tide\n\nHigh water at two.\n")
+    os.utime(note, ns=(before.st_atime_ns, before.st_mtime_ns))
+    second = run([str(folder)], crawl_settings, previous=previous_of(first))
+    assert second.reused == 0 and "two" in second.documents[0].text

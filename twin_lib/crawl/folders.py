@@ -1,14 +1,16 @@
 """Local folders of Markdown, text and HTML files (drafts, exported blogs, notes).
 
 A file whose size and modification time are those of the last crawl is not read again: its
-document from the last crawl is reused (the rule rsync uses; an edit that keeps both the
-size and the time to the nanosecond goes unseen until the file changes again).
+document from the last crawl is reused (rsync's rule). As in git, a file modified within
+``_RACY_NS`` of being read is read again next time: a file system's clock is coarse, and
+an edit in the same tick as the last read would keep both size and time.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +28,7 @@ from twin_lib.domain import Category, RawDocument
 
 logger = logging.getLogger(__name__)
 
+_RACY_NS = 2_000_000_000  # modified this close to being read: not trusted unchanged
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 
@@ -78,8 +81,9 @@ def crawl_folder(source: str, context: CrawlContext) -> CrawlOutcome:
 
 
 def _stamp(path: Path) -> FileStamp:
+    read_at_ns = time.time_ns()
     status = path.lstat()
-    return FileStamp(size=status.st_size, mtime_ns=status.st_mtime_ns)
+    return FileStamp(size=status.st_size, mtime_ns=status.st_mtime_ns, read_at_ns=read_at_ns)
 
 
 def _unchanged(
@@ -91,6 +95,8 @@ def _unchanged(
     if previous is None or known is None or known.document_id is None:
         return None
     if (known.size, known.mtime_ns) != (stamp.size, stamp.mtime_ns):
+        return None
+    if known.mtime_ns >= known.read_at_ns - _RACY_NS:
         return None
     documents = previous.reusable([known.document_id])
     return documents[0] if documents else None

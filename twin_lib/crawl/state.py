@@ -42,10 +42,11 @@ class PageState(BaseModel):
 
 
 class FileStamp(BaseModel):
-    """A folder file as ``stat`` sees it; unchanged size and mtime mean unchanged text."""
+    """A folder file as ``stat`` saw it when it was read, and the document it became."""
 
     size: int
     mtime_ns: int
+    read_at_ns: int = 0
     document_id: str | None = None
 
 
