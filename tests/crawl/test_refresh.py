@@ -17,6 +17,7 @@ import pytest
 from tests.crawl.blog_sites import BLOG_POSTS, DOCS_PAGES, PROFILE_POSTS, Site, blog_site
 from tests.crawl.sources_on_disk import git
 from twin_lib.crawl import Source, crawl_sources
+from twin_lib.crawl.fetcher import settled_last_modified
 from twin_lib.crawl.sources import CrawlReport
 from twin_lib.crawl.state import PreviousCrawl
 from twin_lib.settings import CrawlSettings
@@ -188,3 +189,11 @@ def test_a_file_edited_in_the_same_clock_tick_as_its_last_read_is_read_again(
     os.utime(note, ns=(before.st_atime_ns, before.st_mtime_ns))
     second = run([str(folder)], crawl_settings, previous=previous_of(first))
     assert second.reused == 0 and "two" in second.documents[0].text
+
+
+def test_a_last_modified_date_younger_than_a_minute_is_not_used_as_a_validator():
+    """A page changed twice in one second keeps its date: only a settled date may validate."""
+    served = "Wed, 01 Jan 2025 12:00:30 GMT"
+    assert settled_last_modified("Wed, 01 Jan 2025 12:00:00 GMT", served) is None
+    assert settled_last_modified("Wed, 01 Jan 2025 11:59:00 GMT", served) is not None
+    assert settled_last_modified("not a date", served) is None

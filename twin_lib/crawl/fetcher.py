@@ -140,7 +140,10 @@ class PoliteFetcher:
             if status >= 400:
                 raise CrawlError(current, f"HTTP {status}; check that the URL is public and live")
             media_type, charset = _parse_content_type(headers.get("content-type", ""))
-            validators = Validators(headers.get("etag"), headers.get("last-modified"))
+            validators = Validators(
+                headers.get("etag"),
+                settled_last_modified(headers.get("last-modified"), headers.get("date")),
+            )
             return FetchedPage(current, media_type, charset, body, validators)
         raise CrawlError(url, f"more than {self._settings.max_redirects} redirects (a loop?)")
 
@@ -265,6 +268,25 @@ class PoliteFetcher:
         if status >= 300:
             return None
         return Protego.parse(body.decode("utf-8", errors="replace"))
+
+
+# RFC 9110 8.8.2.2: a modification date at least this old when served cannot hide a
+# second change within the same second; a younger one is not used as a validator.
+_SETTLED_S = 60.0
+
+
+def settled_last_modified(last_modified: str | None, served: str | None) -> str | None:
+    """``Last-Modified`` if it was at least a minute old when served, else None."""
+    if not last_modified:
+        return None
+    try:
+        modified = parsedate_to_datetime(last_modified)
+        now = parsedate_to_datetime(served) if served else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    if modified.tzinfo is None or now.tzinfo is None:
+        return None
+    return last_modified if (now - modified).total_seconds() >= _SETTLED_S else None
 
 
 def _asked_wait(state: tenacity.RetryCallState) -> float:
