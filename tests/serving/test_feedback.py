@@ -173,6 +173,20 @@ def test_a_rating_keeps_its_answer_when_the_answer_never_reaches_storage(served:
     assert (rating.rating, rating.comment) == ("down", "too vague")
 
 
+def test_a_rating_while_the_recorded_answers_are_unreachable_is_a_503_not_a_crash(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An id this process does not hold is looked up in MinIO; here MinIO's address is a
+    port where nothing listens."""
+    assert served.model.recorder is not None
+    gone = served.settings.minio.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"})
+    monkeypatch.setattr(served.model.recorder, "_store", ObjectStore(gone, attempts=1))
+    with TwinClient(served.url) as client, pytest.raises(TwinClientError) as refused:
+        client.rate("answered-elsewhere", "up")
+    assert refused.value.status == 503
+    assert "check that MinIO is reachable" in refused.value.message
+
+
 def test_a_rating_of_an_answer_recorded_by_an_earlier_server_finds_it_in_storage(
     served: Served,
 ) -> None:

@@ -277,9 +277,16 @@ class TwinModel(Model):
                 "so they cannot be rated",
                 code="feedback_off",
             )
-        answer = recorder.recent(request.answer_id) or await asyncio.to_thread(
-            recorder.find, request.answer_id
-        )
+        try:
+            answer = recorder.recent(request.answer_id) or await asyncio.to_thread(
+                recorder.find, request.answer_id
+            )
+        except Exception as error:
+            raise NotReadyError(
+                f"could not look answer {request.answer_id!r} up in the recorded answers "
+                f"({root_cause(error)}); check that MinIO is reachable, then retry",
+                code="answers_unreachable",
+            ) from error
         if answer is None:
             raise UnknownAnswerError(
                 f"no answer {request.answer_id!r} was given by {self.served.name}: use the "
