@@ -140,18 +140,26 @@ def chunk(features: dict, cleaned_documents: Input[Dataset], chunks: Output[Data
 
 
 @_component
-def embed(features: dict, chunks: Input[Dataset], embedded_chunks: Output[Dataset]) -> int:
-    """Embed chunks in batches with the configured sentence-transformers model."""
+def embed(
+    features: dict,
+    chunks: Input[Dataset],
+    embedded_chunks: Output[Dataset],
+    metrics: Output[Metrics],
+) -> None:
+    """Embed chunks with the configured model, through the embedding cache in MinIO."""
     from pathlib import Path
 
-    from twin_lib.settings import FeaturesSettings
+    from twin_lib.settings import FeaturesSettings, load_settings
     from twin_lib.steps.features import embed_chunk_file
 
-    return embed_chunk_file(
+    values = embed_chunk_file(
         Path(chunks.path),
         output=Path(embedded_chunks.path),
         features=FeaturesSettings.model_validate(features),
+        minio=load_settings().minio,
     )
+    for name, value in values.items():
+        metrics.log_metric(name, value)
 
 
 @_component

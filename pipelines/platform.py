@@ -98,7 +98,9 @@ STEP_PROFILES: dict[str, StepProfile] = {
     "plan-sync": _step(STREAMING, side_effects=True),
     "clean": _step(STREAMING, side_effects=False),
     "chunk": _step(FRAMES, side_effects=False),
-    "embed": _step(MODEL, side_effects=False),
+    # Embed reads and writes the embedding cache in MinIO (so it is retried), but its output
+    # depends only on its inputs and the encoder: a result from KFP's cache is still right.
+    "embed": StepProfile(resources=MODEL, side_effects=False, uses_services=True),
     "validate-chunks": _step(FRAMES, side_effects=True),
     "load": _step(STREAMING, side_effects=True),
     # Training: each step reads or publishes registry and dataset state. The train step only

@@ -184,6 +184,17 @@ class EmbeddingSettings(BaseModel):
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1)
     normalize: bool = True
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="encoder arithmetic: auto = bf16 autocast where the processor has bf16 "
+        "matrix units (AMX, AVX-512 BF16), fp32 elsewhere; the resolved precision is part "
+        "of the feature version, so vectors of two precisions never share a collection",
+    )
+    cache_prefix: str = Field(
+        default="embedding-cache",
+        description="where vectors are kept by encoder and chunk text hash, in the features "
+        "bucket; a re-run, a new collection or a rebuild reuses them instead of encoding",
+    )
 
 
 class FeaturesSettings(BaseModel):

@@ -206,7 +206,10 @@ def steps_after_plan(settings: TwinSettings, workdir: Path, features: FeaturesSe
         workdir / "cleaned.parquet", output=workdir / "chunks.parquet", features=features
     )
     embed_chunk_file(
-        workdir / "chunks.parquet", output=workdir / "embedded.parquet", features=features
+        workdir / "chunks.parquet",
+        output=workdir / "embedded.parquet",
+        features=features,
+        minio=settings.minio,
     )
     validate_embedded_chunks(
         workdir / "embedded.parquet",

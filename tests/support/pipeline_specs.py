@@ -75,7 +75,8 @@ def tasks(pipeline_spec: dict[str, Any], platform_spec: dict[str, Any] | None) -
 # services (retried), written out here rather than read from pipelines/platform.py so that
 # a wrong profile there fails the tests.
 FEATURE_SIDE_EFFECT_TASKS = {"crawl", "validate-documents", "plan-sync", "validate-chunks", "load"}
-FEATURE_SERVICE_TASKS = FEATURE_SIDE_EFFECT_TASKS
+# Embed reads and writes the embedding cache in MinIO (retried) but stays cacheable.
+FEATURE_SERVICE_TASKS = FEATURE_SIDE_EFFECT_TASKS | {"embed"}
 # Every training step reads or publishes registry or dataset state; all but the launch retry.
 TRAINING_SIDE_EFFECT_TASKS = {
     "base-model",

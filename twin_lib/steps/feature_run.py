@@ -96,8 +96,11 @@ def sync_documents(
     chunk_documents(
         path["cleaned_documents.parquet"], output=path["chunks.parquet"], features=features
     )
-    embed_chunk_file(
-        path["chunks.parquet"], output=path["embedded_chunks.parquet"], features=features
+    metrics |= embed_chunk_file(
+        path["chunks.parquet"],
+        output=path["embedded_chunks.parquet"],
+        features=features,
+        minio=minio,
     )
     metrics |= validate_embedded_chunks(
         path["embedded_chunks.parquet"],

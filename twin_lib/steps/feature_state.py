@@ -7,6 +7,10 @@ so neither run can overwrite the other's updates with a stale copy of the whole 
 The binding (``<state_prefix>/<collection>/collection.json``) ties a collection to one
 embedding identity: vectors of two models are not comparable, so loading another model's
 vectors into a bound collection is refused.
+
+The chunks each loaded document gave (``<state_prefix>/<collection>/chunks/<id>.parquet``,
+text and provenance without vectors) are kept too, written before the document's state:
+with the embedding cache they are all it takes to rebuild the collection without Weaviate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
 
+from twin_lib.domain import Chunk
+from twin_lib.domain.records import records_to_table, table_to_records
 from twin_lib.features.sync import SyncedDocument
 from twin_lib.settings import FeaturesSettings, MinioSettings, WeaviateSettings
 from twin_lib.storage import ObjectNotFoundError, ObjectStore, StorageError, VectorStore
@@ -49,6 +55,9 @@ class FeatureState:
     def _document_key(self, document_id: str) -> str:
         return f"{self._root}/documents/{document_id}.json"
 
+    def _chunks_key(self, document_id: str) -> str:
+        return f"{self._root}/chunks/{document_id}.parquet"
+
     def read(self) -> dict[str, SyncedDocument]:
         """Every recorded document; read in parallel since there is one object per document."""
         keys = [info.key for info in self.objects.list(self.bucket, f"{self._root}/documents/")]
@@ -73,6 +82,34 @@ class FeatureState:
     def forget(self, document_ids: list[str]) -> None:
         for document_id in document_ids:
             self.objects.delete(self.bucket, self._document_key(document_id))
+            self.objects.delete(self.bucket, self._chunks_key(document_id))
+
+    def record_chunks(self, chunks: dict[str, list[Chunk]]) -> None:
+        """Keep each document's loaded chunks (one object per document, like its state)."""
+        with ThreadPoolExecutor(_READERS) as pool:
+            list(
+                pool.map(
+                    lambda item: self.objects.put_parquet(
+                        self.bucket, self._chunks_key(item[0]), records_to_table(item[1], Chunk)
+                    ),
+                    chunks.items(),
+                )
+            )
+
+    def read_chunks(self, document_ids: list[str]) -> dict[str, list[Chunk]]:
+        """The kept chunks of these documents; a document without any kept is absent."""
+        kept = {info.key for info in self.objects.list(self.bucket, f"{self._root}/chunks/")}
+        present = [doc for doc in document_ids if self._chunks_key(doc) in kept]
+        with ThreadPoolExecutor(_READERS) as pool:
+            tables = list(
+                pool.map(
+                    lambda doc: self.objects.get_parquet(self.bucket, self._chunks_key(doc)),
+                    present,
+                )
+            )
+        return {
+            doc: table_to_records(table, Chunk) for doc, table in zip(present, tables, strict=True)
+        }
 
     def binding(self) -> CollectionBinding | None:
         try:

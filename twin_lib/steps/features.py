@@ -10,7 +10,6 @@ new chunks before deleting its stale ones, so it is never missing from search.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,15 +21,18 @@ from twin_lib.domain import Chunk, CleanedDocument, EmbeddedChunk, RawDocument
 from twin_lib.domain.records import read_records, write_records
 from twin_lib.features.chunking import chunk_document
 from twin_lib.features.cleaning import clean_document
-from twin_lib.features.embedding import embed_chunks, load_model, model_window
+from twin_lib.features.embedding import attach_vectors, embed_slices, load_model, model_window
 from twin_lib.features.sync import StoredVersions, SyncPlan, decide
-from twin_lib.features.version import embedding_identity, feature_version
+from twin_lib.features.version import embedding_identity, encoder_identity, feature_version
+from twin_lib.hashing import sha256_text
 from twin_lib.settings import FeaturesSettings, MinioSettings, WeaviateSettings
+from twin_lib.steps.embedding_cache import EmbeddingCache
 from twin_lib.steps.feature_state import FeatureState
 from twin_lib.steps.quality import validate_chunks
 from twin_lib.storage import (
     CollectionSchema,
     ObjectStore,
+    StorageError,
     VectorRecord,
     VectorStore,
     chunk_collection_schema,
@@ -141,12 +143,7 @@ def chunk_documents(input_path: Path, *, output: Path, features: FeaturesSetting
     return write_records(output, chunks, Chunk)
 
 
-def embed_chunk_file(input_path: Path, *, output: Path, features: FeaturesSettings) -> int:
-    """Embed every chunk; refuses a model whose vector size differs from the settings."""
-    chunks = read_records(input_path, Chunk)
-    if not chunks:
-        return write_records(output, [], EmbeddedChunk)
-    model = _model(features)
+def _check_dimension(model: SentenceTransformer, features: FeaturesSettings) -> None:
     dimension = model.get_embedding_dimension()
     if dimension != features.embedding.dimensions:
         raise ValueError(
@@ -154,7 +151,80 @@ def embed_chunk_file(input_path: Path, *, output: Path, features: FeaturesSettin
             f"features.embedding.dimensions is {features.embedding.dimensions}; set it to "
             f"{dimension} and TWIN_WEAVIATE__COLLECTION to a new collection"
         )
-    return write_records(output, embed_chunks(chunks, model, features.embedding), EmbeddedChunk)
+
+
+def _embedding_cache(minio: MinioSettings, features: FeaturesSettings) -> EmbeddingCache:
+    objects = ObjectStore(minio)
+    objects.ensure_buckets(minio.features_bucket)
+    return EmbeddingCache(
+        objects,
+        minio.features_bucket,
+        features.embedding.cache_prefix,
+        encoder_identity(features.embedding),
+    )
+
+
+def vectors_for(
+    chunks: Sequence[Chunk], features: FeaturesSettings, cache: EmbeddingCache
+) -> tuple[list[list[float]], dict[str, float]]:
+    """Each chunk's vector: from the cache where it has one, else encoded and then cached.
+
+    Texts are encoded once however many chunks share them, and each finished slice is
+    cached before the next starts, so a run killed half-way is resumed, not redone. The
+    model is not even loaded when every vector is cached.
+    """
+    hashes = [sha256_text(chunk.text) for chunk in chunks]
+    vectors = cache.lookup(hashes)
+    hits = sum(1 for h in hashes if h in vectors)
+    pending = list({h: c.text for h, c in zip(hashes, chunks, strict=True) if h not in vectors})
+    if pending:
+        texts = {h: c.text for h, c in zip(hashes, chunks, strict=True)}
+        model = _model(features)
+        _check_dimension(model, features)
+        for offset, part in embed_slices([texts[h] for h in pending], model, features.embedding):
+            fresh = dict(zip(pending[offset : offset + len(part)], part, strict=True))
+            cache.store(fresh)
+            vectors.update(fresh)
+    logger.info(
+        "embedding cache: %d of %d chunks cached, %d texts encoded (encoder %s)",
+        hits,
+        len(chunks),
+        len(pending),
+        cache.encoder,
+    )
+    metrics = {
+        "embedding_cache_hits": float(hits),
+        "embedding_cache_misses": float(len(chunks) - hits),
+        "texts_encoded": float(len(pending)),
+    }
+    return [vectors[h] for h in hashes], metrics
+
+
+def embed_chunk_file(
+    input_path: Path, *, output: Path, features: FeaturesSettings, minio: MinioSettings
+) -> dict[str, float]:
+    """Embed every chunk, through the embedding cache; returns the cache's hits and misses.
+
+    Refuses chunks made for another feature version than this process embeds with (steps
+    on machines that resolve ``precision: auto`` differently) and a model whose vector
+    size differs from the settings.
+    """
+    chunks = read_records(input_path, Chunk)
+    version = feature_version(features)
+    others = sorted({c.feature_version for c in chunks} - {version})
+    if others:
+        raise ValueError(
+            f"chunks in {input_path} were made as features {', '.join(others)} but this "
+            f"process embeds as features {version} (encoder "
+            f"{encoder_identity(features.embedding)}): the chunk and embed steps resolved "
+            "different settings; set features.embedding.precision to bf16 or fp32 so every "
+            "machine agrees"
+        )
+    vectors, metrics = vectors_for(chunks, features, _embedding_cache(minio, features))
+    written = write_records(
+        output, attach_vectors(chunks, vectors, features.embedding), EmbeddedChunk
+    )
+    return {"chunks_embedded": float(written), **metrics}
 
 
 def validate_embedded_chunks(
@@ -237,9 +307,18 @@ def load_features(
         )
         removed = sum(store.delete_where(schema, {"document_id": doc}) for doc in plan.delete)
         total = store.count(schema)
-    per_document = Counter(doc for doc, ids in kept.items() for _ in ids)
+    loaded_chunks: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        if chunk.document_id in kept:
+            loaded_chunks.setdefault(chunk.document_id, []).append(
+                Chunk.model_validate(chunk.model_dump(exclude={"embedding", "embedding_model"}))
+            )
+    state.record_chunks(loaded_chunks)
     state.record(
-        {doc: plan.current[doc].model_copy(update={"chunks": per_document[doc]}) for doc in loaded}
+        {
+            doc: plan.current[doc].model_copy(update={"chunks": len(loaded_chunks.get(doc, []))})
+            for doc in loaded
+        }
     )
     state.forget(plan.delete)
     logger.info(
@@ -307,3 +386,79 @@ def forget_source(
         )
     logger.info("forgot %s: %d documents, %d chunks", origin, len(documents), chunks)
     return ForgottenSource(origin=origin, author=author, documents=len(documents), chunks=chunks)
+
+
+class RebuiltCollection(BaseModel):
+    """What ``rebuild_collection`` wrote, and how many vectors it had to encode."""
+
+    collection: str
+    documents: int
+    chunks: int
+    metrics: dict[str, float]
+
+
+def _kept_chunks(state: FeatureState, version: str) -> tuple[int, list[Chunk]]:
+    """Every loaded document's kept chunks; refuses a state it cannot rebuild exactly."""
+    entries = state.read()
+    where = f"collection {state.collection} (bucket {state.bucket})"
+    others = sorted(doc for doc, entry in entries.items() if entry.feature_version != version)
+    if others:
+        raise ValueError(
+            f"{len(others)} documents of {where} were loaded as other features than these "
+            f"settings' {version} (e.g. {others[0]}): rebuild with the feature settings they "
+            "were loaded with, or run `twin features` over their sources"
+        )
+    with_chunks = sorted(doc for doc, entry in entries.items() if entry.chunks)
+    kept = state.read_chunks(with_chunks)
+    missing = [doc for doc in with_chunks if len(kept.get(doc, [])) != entries[doc].chunks]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} documents of {where} have no kept chunks (loaded before chunks "
+            f"were kept, e.g. {missing[0]}): run `twin features` over their sources once, "
+            "then rebuild"
+        )
+    return len(entries), [chunk for doc in with_chunks for chunk in kept[doc]]
+
+
+def rebuild_collection(
+    *, minio: MinioSettings, weaviate: WeaviateSettings, features: FeaturesSettings
+) -> RebuiltCollection:
+    """Recreate a Weaviate collection from MinIO alone: kept chunks and cached vectors.
+
+    For a Weaviate that lost its data or was replaced. Everything is read (and any vector
+    missing from the cache encoded) before the collection is dropped and written again,
+    so a refused or failed read leaves the collection as it was.
+    """
+    state = _state(ObjectStore(minio), minio, features, weaviate)
+    binding = state.binding()
+    if binding is None:
+        raise ValueError(
+            f"collection {weaviate.collection} has no feature state in bucket "
+            f"{minio.features_bucket} (nothing was ever loaded into it): run `twin features`"
+        )
+    state.check_binding(embedding_identity(features.embedding))
+    documents, chunks = _kept_chunks(state, feature_version(features))
+    vectors, metrics = vectors_for(chunks, features, _embedding_cache(minio, features))
+    records = [_vector_record(c) for c in attach_vectors(chunks, vectors, features.embedding)]
+    schema = chunk_collection_schema(weaviate.collection, features.embedding.dimensions)
+    with VectorStore(weaviate) as store:
+        if store.collection_exists(schema.name):
+            store.drop_collection(schema.name)
+        store.ensure_collection(schema)
+        report = store.upsert(schema, records)
+    if report.failures:
+        raise StorageError(
+            f"{len(report.failures)} of {len(records)} chunks were refused by Weaviate while "
+            f"rebuilding {weaviate.collection} (first: {report.failures[0].message}); "
+            "run the rebuild again"
+        )
+    logger.info(
+        "rebuilt %s: %d documents, %d chunks, %d vectors encoded",
+        weaviate.collection,
+        documents,
+        len(records),
+        int(metrics["texts_encoded"]),
+    )
+    return RebuiltCollection(
+        collection=weaviate.collection, documents=documents, chunks=len(records), metrics=metrics
+    )
