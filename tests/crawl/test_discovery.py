@@ -175,3 +175,31 @@ def test_linked_pages_that_fail_are_failures_not_documents(blog, crawl_settings)
         (blog.base + "/manual/gone", "HTTP 404")
     ]
     assert "/manual/ch2" not in urls(report, blog)
+
+
+def test_a_copy_naming_its_original_as_canonical_is_merged_into_the_original(blog, crawl_settings):
+    """Syndication platforms add a footer to the text; the canonical link still says who."""
+    with blog_site() as mirror:
+        original = blog.base + "/posts/one"
+        mirror.pages["/imported"] = (
+            blog.pages["/posts/one"]
+            .replace("<title>", f'<link rel="canonical" href="{original}"><title>')
+            .replace("</article>", "<p>Originally published on Ada's blog.</p></article>")
+        )
+        sources = [Source(url=mirror.base + "/imported"), Source(url=original)]
+        report = crawl_sources(sources, author="Ada", settings=crawl_settings)
+    [merged] = merge_syndicated(report.documents)
+    assert merged.source_url == original  # the original, although the copy came first
+    assert merged.metadata == {SYNDICATED_AT: mirror.base + "/imported"}
+
+
+def test_pages_naming_one_uncrawled_canonical_address_stay_apart(blog, crawl_settings):
+    """A site that names its home page canonical for every page must not fold its pages."""
+    with blog_site() as other:
+        for path in ("/posts/one", "/posts/two"):
+            other.pages[path] = blog.pages[path].replace(
+                "<title>", '<link rel="canonical" href="http://elsewhere.invalid/"><title>'
+            )
+        sources = [Source(url=other.base + p) for p in ("/posts/one", "/posts/two")]
+        report = crawl_sources(sources, author="Ada", settings=crawl_settings)
+    assert len(merge_syndicated(report.documents)) == 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from twin_lib.crawl.context import CrawlContext
 from twin_lib.crawl.errors import CrawlError
 from twin_lib.crawl.extraction import NoMainTextError, decode_html, extract_main_text
 from twin_lib.crawl.fetcher import FetchedPage
+from twin_lib.crawl.syndication import CANONICAL_URL
 from twin_lib.domain import Category, RawDocument
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ def article_from_page(page: FetchedPage, *, origin: str, context: CrawlContext) 
         extracted = extract_main_text(decode_html(page.body, page.charset), url=page.url)
     except NoMainTextError as exc:
         raise CrawlError(page.url, exc.reason) from exc
+    canonical = extracted.canonical
+    if canonical and urlsplit(canonical).netloc == urlsplit(page.url).netloc:
+        canonical = None  # a site's own canonical address is its business, not syndication
     return RawDocument.create(
         text=extracted.text,
         title=extracted.title,
@@ -49,5 +54,6 @@ def article_from_page(page: FetchedPage, *, origin: str, context: CrawlContext) 
         source_url=page.url,
         origin=origin,
         category=context.category or Category.ARTICLE,
+        metadata={CANONICAL_URL: canonical} if canonical else None,
         crawled_at=context.crawled_at,
     )

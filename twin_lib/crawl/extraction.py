@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
 import ftfy
@@ -50,11 +51,16 @@ class NoMainTextError(Exception):
 
 @dataclass(frozen=True)
 class ExtractedText:
-    """The article body and its title, as trafilatura found them."""
+    """The article body and its title, as trafilatura found them.
+
+    ``canonical`` is the page's ``<link rel="canonical">``: where a syndicated copy says
+    the original lives.
+    """
 
     title: str
     text: str
     url: str | None
+    canonical: str | None = None
 
 
 def decode_html(body: bytes, charset: str | None) -> str:
@@ -107,6 +113,7 @@ def extract_main_text(html: str, url: str | None = None) -> ExtractedText:
     if tree is None:
         raise NoMainTextError("not parseable as HTML")
     _drop_permalinks(tree)
+    canonical = _canonical(tree, url)
     document = trafilatura.bare_extraction(
         tree, url=url, with_metadata=True, include_comments=False, include_tables=True
     )
@@ -118,7 +125,17 @@ def extract_main_text(html: str, url: str | None = None) -> ExtractedText:
             "the page is a script-rendered shell asking to enable JavaScript; its text is not "
             "in the HTML. Link to the article itself or to the site's feed"
         )
-    return ExtractedText(title=document.title or "", text=document.text, url=document.url)
+    return ExtractedText(
+        title=document.title or "", text=document.text, url=document.url, canonical=canonical
+    )
+
+
+def _canonical(tree: HtmlElement, url: str | None) -> str | None:
+    for link in tree.xpath("//link[@href]"):
+        if "canonical" in (link.get("rel") or "").lower().split():
+            absolute = urljoin(url or "", link.get("href").strip())
+            return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    return None
 
 
 def _drop_permalinks(tree: HtmlElement) -> None:
