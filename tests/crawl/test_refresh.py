@@ -115,6 +115,7 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "README.md").write_text("# Notes\n\nHow the tide tables were computed.\n")
     (root / "tide.py").write_text("def height(hour: int) -> float:\n    return hour * 0.5\n")
+    (root / "passwords").symlink_to("/etc/passwd")  # refused, and said so on every crawl
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
     git(root, "commit", "-qm", "first")
@@ -130,7 +131,8 @@ def test_a_repository_whose_head_did_not_move_is_not_cloned_again(repo, crawl_se
     shutil.move(objects, repo / "objects-away")
     objects.mkdir()
     second = run([str(repo)], crawl_settings, crawled_at=LATER, previous=previous_of(first))
-    assert not second.failures, second.failures
+    assert [f.reason for f in second.failures] == [f.reason for f in first.failures]
+    assert "outside the repository" in second.failures[0].reason
     assert second.reused == 2 and {d.crawled_at for d in second.documents} == {FIRST}
 
     shutil.rmtree(objects)

@@ -108,6 +108,7 @@ def crawl_repository(source: str, context: CrawlContext) -> CrawlOutcome:
                 )
             )
     state.document_ids = [d.document_id for d in outcome.documents]
+    state.failures = [(f.source_url, f.reason) for f in outcome.failures]
     logger.info("repository %s: %d files read, %d skipped", source, len(outcome.documents), skipped)
     return outcome
 
@@ -133,6 +134,9 @@ def _reuse_unchanged(
     outcome.documents.extend(documents)
     outcome.reused = len(documents)
     outcome.state = previous.state.model_copy()
+    outcome.failures = [
+        CrawlFailure(source, url, reason) for url, reason in previous.state.failures
+    ]
     logger.info(
         "repository %s: head %s unchanged; %d files reused", source, head[:12], len(documents)
     )

@@ -61,6 +61,10 @@ class SourceState(BaseModel):
     head: str | None = None
     files: dict[str, FileStamp] = Field(default_factory=dict)
     document_ids: list[str] = Field(default_factory=list)
+    failures: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(URL, reason) of the items refused last time, reported again on reuse",
+    )
 
 
 # Settings that change how politely or how patiently pages are fetched, not what they give.
