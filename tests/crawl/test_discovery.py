@@ -59,7 +59,7 @@ def test_a_sitemap_only_site_is_read_through_robots_txt_and_a_sitemap_index(blog
     }
     expansion = report.expansions[blog.base + "/docs/"]
     assert (expansion.method, expansion.found, expansion.taken) == ("sitemap", 5, 3)
-    assert any("sitemap-gone.xml: HTTP 404" in note for note in expansion.tried)
+    assert any("sitemap-gone.xml: none there" in note for note in expansion.tried)
     host = blog.base.removeprefix("http://")
     assert f"1 of 7 pages outside {host}/docs/, not taken" in " ".join(expansion.tried)
     assert not blog.fetched("/docs/private/notes") and not blog.fetched("/docs/search?q=light")

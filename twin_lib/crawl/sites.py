@@ -122,7 +122,8 @@ class SiteCrawl:
         try:
             result = self._get(url)
         except CrawlError as exc:
-            self.tried.append(f"{kind} {url}: {exc.reason}")
+            missing = exc.reason.startswith(("HTTP 404", "HTTP 410"))
+            self.tried.append(f"{kind} {url}: {'none there' if missing else exc.reason}")
             return None
         if isinstance(result, PageState):
             return result.links
