@@ -149,6 +149,9 @@ def test_bad_ratings_are_refused_and_never_lose_the_answer(
     served.flush()
     answers = {a["id"]: a for a in _recorded(served, served.settings.serving.answers_prefix)}
     assert answers[answer_id]["question"] == question
+    # Rated before its answer was written, the rating joins it by id, as one answer.
+    (rating,) = [r for r in read_ratings(served.settings) if r.answer_id == answer_id]
+    assert rating.rating == "up" and rating.answer.model_dump(mode="json") == answers[answer_id]
 
 
 def test_a_rating_keeps_its_answer_when_the_answer_never_reaches_storage(served: Served) -> None:
