@@ -203,3 +203,14 @@ def test_pages_naming_one_uncrawled_canonical_address_stay_apart(blog, crawl_set
         sources = [Source(url=other.base + p) for p in ("/posts/one", "/posts/two")]
         report = crawl_sources(sources, author="Ada", settings=crawl_settings)
     assert len(merge_syndicated(report.documents)) == 2
+
+
+def test_a_post_at_a_folder_like_address_that_declares_itself_an_article_is_one_document(
+    blog, crawl_settings
+):
+    blog.pages["/2024/05/on-tides/"] = blog.pages["/posts/one"].replace(
+        "<title>", '<meta property="og:type" content="article"><title>'
+    )
+    report = crawl(blog, "/2024/05/on-tides/", crawl_settings)
+    assert urls(report, blog) == ["/2024/05/on-tides/"]
+    assert not blog.fetched("/sitemap-index.xml")  # no discovery requests for a post

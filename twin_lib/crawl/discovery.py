@@ -113,6 +113,21 @@ def parse_html(text: str) -> lxml.html.HtmlElement | None:
         return None
 
 
+def declares_article(tree: lxml.html.HtmlElement) -> bool:
+    """Open Graph says so: ``og:type`` article, or ``article:*`` properties (publish time...).
+
+    A post's permalink often looks like a folder (``/2024/05/my-post/``); its metadata
+    tells it from a home or index page, which declare ``website`` or nothing.
+    """
+    for meta in tree.xpath("//meta[@property]"):
+        name = (meta.get("property") or "").strip().lower()
+        if name.startswith("article:") or (
+            name == "og:type" and (meta.get("content") or "").strip().lower() == "article"
+        ):
+            return True
+    return False
+
+
 def feed_links(tree: lxml.html.HtmlElement, base: str) -> list[str]:
     """``<link rel="alternate" type="application/rss+xml|atom+xml" href>``, in page order."""
     found = []

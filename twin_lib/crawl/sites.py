@@ -23,6 +23,7 @@ from twin_lib.crawl.articles import article_from_page, is_feed
 from twin_lib.crawl.context import CrawlContext, CrawlFailure, CrawlOutcome, Expansion
 from twin_lib.crawl.discovery import (
     Scope,
+    declares_article,
     excluded_reason,
     feed_entry_links,
     feed_links,
@@ -154,6 +155,11 @@ class SiteCrawl:
 
     def _expand_index(self, page: FetchedPage) -> None:
         tree = parse_html(decode_html(page.body, page.charset))
+        if tree is not None and declares_article(tree):
+            self.tried.append("the page declares itself an article (og:type); not expanded")
+            self._take_page(self.source, page)
+            self._expansion("page", found=1)
+            return
         feeds = feed_links(tree, page.url) if tree is not None else []
         links = self._links_in(tree, page.url, scope_of(page.url, self.settings))
         self._remember(self.source, page, "index", links=links, children=feeds)
