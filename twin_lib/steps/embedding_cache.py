@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from twin_lib.hashing import sha256_json
 from twin_lib.storage import ObjectStore
@@ -56,10 +57,13 @@ class EmbeddingCache:
             return {}
         with ThreadPoolExecutor(_READERS) as pool:
             tables = list(pool.map(lambda key: self.objects.get_parquet(self.bucket, key), keys))
-        everything = _rows(tables)
         if len(keys) > _MERGE_AT:
-            self._merge(everything, keys)
-        return {h: everything[h] for h in wanted if h in everything}
+            self._merge(tables, keys)
+        value_set = pa.array(sorted(wanted), pa.string())
+        found: dict[str, list[float]] = {}
+        for table in tables:  # only the wanted rows become Python lists
+            found.update(_rows(table.filter(pc.is_in(table["text_hash"], value_set=value_set))))
+        return found
 
     def store(self, vectors: Mapping[str, Sequence[float]]) -> None:
         """Keep one slice of vectors as one object (an object already there is left alone)."""
@@ -68,15 +72,17 @@ class EmbeddingCache:
                 self.bucket, self.root, table_to_parquet(_table(vectors)), suffix=".parquet"
             )
 
-    def _merge(self, vectors: Mapping[str, Sequence[float]], keys: list[str]) -> None:
+    def _merge(self, tables: Sequence[pa.Table], keys: list[str]) -> None:
         """Replace the objects read by one; another run's objects written meanwhile stay."""
-        merged = self.objects.put_content_addressed(
-            self.bucket, self.root, table_to_parquet(_table(vectors)), suffix=".parquet"
+        merged = pa.concat_tables(tables)
+        _, first = np.unique(merged["text_hash"].to_numpy(zero_copy_only=False), return_index=True)
+        key = self.objects.put_content_addressed(
+            self.bucket, self.root, table_to_parquet(merged.take(first)), suffix=".parquet"
         )
-        for key in keys:
-            if key != merged:
-                self.objects.delete(self.bucket, key)
-        logger.info("embedding cache: merged %d objects into %s", len(keys), merged)
+        for old in keys:
+            if old != key:
+                self.objects.delete(self.bucket, old)
+        logger.info("embedding cache: merged %d objects into %s", len(keys), key)
 
 
 def _table(vectors: Mapping[str, Sequence[float]]) -> pa.Table:
@@ -86,10 +92,7 @@ def _table(vectors: Mapping[str, Sequence[float]]) -> pa.Table:
     return pa.table({"text_hash": pa.array(hashes, pa.string()), "vector": column})
 
 
-def _rows(tables: Sequence[pa.Table]) -> dict[str, list[float]]:
-    rows: dict[str, list[float]] = {}
-    for table in tables:
-        vectors = table.column("vector").combine_chunks()
-        matrix = vectors.flatten().to_numpy().reshape(len(table), vectors.type.list_size)
-        rows.update(zip(table.column("text_hash").to_pylist(), matrix.tolist(), strict=True))
-    return rows
+def _rows(table: pa.Table) -> dict[str, list[float]]:
+    vectors = table["vector"].combine_chunks()
+    matrix = vectors.flatten().to_numpy().reshape(len(table), vectors.type.list_size)
+    return dict(zip(table["text_hash"].to_pylist(), matrix.tolist(), strict=True))
