@@ -7,24 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
+from typer.testing import CliRunner
 
-from twin_lib.crawl import Source
+from tests.support.feature_runs import SimulatedCrashError
+from tests.support.feature_runs import run_folder as run
+from twin_lib.cli import app
 from twin_lib.demo.corpus import load_chapters, write_markdown_folder
 from twin_lib.domain import EmbeddedChunk
 from twin_lib.domain.records import read_records
 from twin_lib.features.version import feature_version
 from twin_lib.hardware import cpu_bf16_support
-from twin_lib.settings import EmbeddingSettings, FeaturesSettings, TwinSettings
+from twin_lib.settings import EmbeddingSettings, FeaturesSettings, TwinSettings, to_env
 from twin_lib.steps.embedding_cache import EmbeddingCache
-from twin_lib.steps.feature_run import run_feature_steps
 from twin_lib.steps.features import rebuild_collection
 from twin_lib.storage import ObjectStore, VectorStore
 
 pytestmark = pytest.mark.integration
-
-
-class SimulatedCrashError(RuntimeError):
-    """Stands for the pod being killed at a chosen point."""
 
 
 @pytest.fixture
@@ -39,17 +37,6 @@ def encoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(SentenceTransformer, "encode", counting)
     return calls
-
-
-def run(settings: TwinSettings, folder: Path, workdir: Path, **features: object) -> dict:
-    return run_feature_steps(
-        [Source(url=str(folder))],
-        author="Ada",
-        workdir=workdir,
-        minio=settings.minio,
-        weaviate=settings.weaviate,
-        features=FeaturesSettings(**features),
-    )
 
 
 def in_collection(settings: TwinSettings, collection: str) -> dict[str, tuple[dict, list]]:
@@ -100,7 +87,7 @@ def test_a_new_collection_and_a_rerun_after_a_killed_load_encode_nothing(
 
 
 def test_rebuild_restores_the_collection_exactly_without_encoding(
-    private: TwinSettings, tmp_path: Path, encoded: list[int]
+    private: TwinSettings, tmp_path: Path, encoded: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = write_markdown_folder(load_chapters(3), tmp_path / "essays")
     run(private, folder, tmp_path / "w1")
@@ -111,11 +98,12 @@ def test_rebuild_restores_the_collection_exactly_without_encoding(
         store.drop_collection(private.weaviate.collection)  # Weaviate lost its data
 
     encoded.clear()
-    result = rebuild_collection(
-        minio=private.minio, weaviate=private.weaviate, features=FeaturesSettings()
-    )
+    for key, value in to_env(private).items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["rebuild-features"])
+    assert result.exit_code == 0, result.output
     assert encoded == []
-    assert (result.documents, result.chunks) == (3, len(before))
+    assert f"3 documents, {len(before)} chunks" in result.output and "0 encoded" in result.output
     assert in_collection(private, private.weaviate.collection) == before
 
     settled = run(private, folder, tmp_path / "w3")

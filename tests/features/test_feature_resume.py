@@ -6,29 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from twin_lib.crawl import Source
+from tests.support.feature_runs import SimulatedCrashError
+from tests.support.feature_runs import run_folder as run
 from twin_lib.demo.corpus import load_chapters, write_markdown_folder
-from twin_lib.settings import FeaturesSettings, TwinSettings
+from twin_lib.settings import TwinSettings
 from twin_lib.steps.crawl import RAW_DATASET
-from twin_lib.steps.feature_run import run_feature_steps
 from twin_lib.storage import ObjectStore, SnapshotStore, VectorStore, chunk_collection_schema
 
 pytestmark = pytest.mark.integration
-
-
-class SimulatedCrashError(RuntimeError):
-    """Stands for the pod being killed at a chosen point."""
-
-
-def run(settings: TwinSettings, folder: Path, workdir: Path) -> dict[str, float]:
-    return run_feature_steps(
-        [Source(url=str(folder))],
-        author="Ada",
-        workdir=workdir,
-        minio=settings.minio,
-        weaviate=settings.weaviate,
-        features=FeaturesSettings(),
-    )
 
 
 def test_crash_after_writing_chunks_before_recording_state(
