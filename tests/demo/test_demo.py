@@ -48,6 +48,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRuns]:
     settings = isolated_settings(tmp_path_factory.mktemp("demo-state"))
     settings.serving.http_port = free_port()
     settings.demo.http_port = free_port()
+    # The README's command with fewer chapters (10 articles, 4 in the repository instead of
+    # 16 and 8): the same loop, within the suite's time budget.
+    settings.demo.web_chapters, settings.demo.git_chapters = 10, 4
     try:
         registry = ModelRegistry(settings.minio, settings.registry)
         runs, evaluated = [], []

@@ -169,10 +169,10 @@ def demo(
     os.environ.update(to_env(settings))  # KFP's task processes read the settings like pods do
     name = settings.serving.model_name or settings.registry.default_model
     with ArticleServer(workdir / "site", port=settings.demo.http_port) as articles:
-        sources = [articles.base_url + page for page in pages] + (
-            [repository] if repository else []
-        )
-        with stages.stage("llm-twin", f"{len(sources)} sources to an evaluated candidate"):
+        # The blog's home page, as its author would give it: the crawl finds the articles.
+        sources = [articles.base_url, *([repository] if repository else [])]
+        show(f"sources: {', '.join(sources)}")
+        with stages.stage("llm-twin", f"{len(pages)} articles and a repository to a candidate"):
             given = {"sources": sources, "author": AUTHOR, "model_name": name}
             reports = _run(settings, "llm-twin", given, kfp_root / "llm-twin", verbose)
     registry = ModelRegistry(settings.minio, settings.registry)
