@@ -176,9 +176,9 @@ def vectors_for(
     hashes = [sha256_text(chunk.text) for chunk in chunks]
     vectors = cache.lookup(hashes)
     hits = sum(1 for h in hashes if h in vectors)
-    pending = list({h: c.text for h, c in zip(hashes, chunks, strict=True) if h not in vectors})
+    texts = dict(zip(hashes, (chunk.text for chunk in chunks), strict=True))
+    pending = [h for h in texts if h not in vectors]
     if pending:
-        texts = {h: c.text for h, c in zip(hashes, chunks, strict=True)}
         model = _model(features)
         _check_dimension(model, features)
         for offset, part in embed_slices([texts[h] for h in pending], model, features.embedding):
