@@ -111,7 +111,8 @@ ESSAYS: dict[str, str] = {
     ),
 }
 REPOSTED = {"kites-again": ESSAYS["kites"]}
-"""The kites essay published twice: two documents, identical chunk text and content hash."""
+"""The kites essay published twice, on an old site crawled in a run of its own (copies found
+in one crawl are merged into one document): two documents, identical chunk text and hash."""
 
 QUESTIONS: dict[str, str] = {
     "sourdough": "How do you keep a sourdough starter alive?",
@@ -187,13 +188,14 @@ def write_essays(essays: dict[str, str], folder: Path) -> dict[str, str]:
 
 def load_corpus(settings: TwinSettings, workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Both authors' folders through the real feature steps; (author's URLs, other's URLs)."""
-    urls = write_essays(ESSAYS | REPOSTED, workdir / "ada")
+    urls = write_essays(ESSAYS, workdir / "ada") | write_essays(REPOSTED, workdir / "ada-old")
     other = write_essays(OTHER_ESSAYS, workdir / "bob")
-    for author, folder in ((AUTHOR, workdir / "ada"), (OTHER_AUTHOR, workdir / "bob")):
+    runs = ((AUTHOR, "ada"), (AUTHOR, "ada-old"), (OTHER_AUTHOR, "bob"))
+    for author, folder in runs:
         run_feature_steps(
-            [Source(url=str(folder))],
+            [Source(url=str(workdir / folder))],
             author=author,
-            workdir=workdir / f"features-{author}",
+            workdir=workdir / f"features-{folder}",
             minio=settings.minio,
             weaviate=settings.weaviate,
             features=settings.features,
