@@ -79,7 +79,10 @@ def push_feedback(settings: TwinSettings, name: str | None = None) -> FeedbackPu
             "serving.record_flush_s)"
         )
     pushed = ArgillaFeedback(settings.argilla).push(rated_answers(ratings))
-    log.info("rated answers pushed", extra=pushed.model_dump())
+    log.info(
+        "rated answers pushed",
+        extra={"dataset": pushed.dataset, "answers": pushed.answers, "added": pushed.added},
+    )
     return pushed
 
 
@@ -118,7 +121,10 @@ def collect_feedback(settings: TwinSettings, name: str | None = None) -> Feedbac
         key=key,
         uri=f"s3://{bucket}/{key}",
     )
-    log.info("corrections collected", extra=collected.model_dump())
+    log.info(
+        "corrections collected",
+        extra={"model": model, "pairs": collected.pairs, "answers": collected.answers, "key": key},
+    )
     return collected
 
 
