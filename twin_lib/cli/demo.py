@@ -23,7 +23,7 @@ import typer
 from rich.table import Table
 
 from twin_lib.cli.context import console, fail, settings_of, show, summary
-from twin_lib.cli.pipeline import run_locally, settings_fallbacks
+from twin_lib.cli.pipeline import newest_run, run_locally, settings_fallbacks
 from twin_lib.cli.promote import checks_table
 from twin_lib.cli.serve import print_sources
 from twin_lib.demo.corpus import AUTHOR, load_chapters, write_articles
@@ -52,7 +52,8 @@ class _Stages:
 
 def _task_output(root: Path, task: str) -> str:
     """A task's returned string from the newest local run under ``root``."""
-    newest = sorted(path for path in root.iterdir() if path.is_dir())[-1]
+    newest = newest_run(root)
+    assert newest is not None  # called after a run that finished
     output = json.loads((newest / task / "executor_output.json").read_text())
     return str(output["parameterValues"]["Output"])
 

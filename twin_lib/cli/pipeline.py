@@ -25,12 +25,17 @@ from twin_lib.settings import TwinSettings
 app = typer.Typer(help="Run the platform's KFP pipelines.", no_args_is_help=True)
 
 
+def newest_run(root: Path) -> Path | None:
+    """The folder of the newest KFP local run under ``root`` (run folders sort by time)."""
+    runs = sorted(path for path in root.iterdir() if path.is_dir())
+    return runs[-1] if runs else None
+
+
 def _local_outputs(root: Path) -> tuple[list[Path], dict[str, float]]:
     """The newest run's HTML reports and merged metrics, as KFP local left them on disk."""
-    runs = sorted(path for path in root.iterdir() if path.is_dir())
-    if not runs:
+    newest = newest_run(root)
+    if newest is None:
         return [], {}
-    newest = runs[-1]
     metrics: dict[str, float] = {}
     for output in sorted(newest.glob("*/executor_output.json")):
         artifacts = json.loads(output.read_text()).get("artifacts", {})
